@@ -1,0 +1,141 @@
+//! Choosing the device, in one place.
+//!
+//! burn 0.22 picks the backend at run time from the [`Device`]; this module
+//! maps a user's choice (CLI flag, config, `BURN_DEVICE`) to a device of a
+//! backend the build enabled, with a clear error otherwise.
+
+use crate::error::{AdapterError, Result};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A compute backend this crate can be built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackendKind {
+    /// burn's pure-Rust CPU backend (feature `flex`, the default).
+    Flex,
+    /// The ndarray CPU backend (feature `ndarray`; deprecated in burn 0.22).
+    Ndarray,
+    /// WGPU: Vulkan, Metal or DX12 on any GPU vendor (feature `wgpu`).
+    Wgpu,
+    /// NVIDIA CUDA (feature `cuda`).
+    Cuda,
+}
+
+impl BackendKind {
+    /// All backends, in the order [`BackendKind::compiled`] lists them.
+    pub const ALL: [BackendKind; 4] = [Self::Flex, Self::Ndarray, Self::Wgpu, Self::Cuda];
+
+    /// The cargo feature that enables this backend.
+    pub fn feature(&self) -> &'static str {
+        match self {
+            Self::Flex => "flex",
+            Self::Ndarray => "ndarray",
+            Self::Wgpu => "wgpu",
+            Self::Cuda => "cuda",
+        }
+    }
+
+    /// Whether this build includes the backend.
+    pub fn is_compiled(&self) -> bool {
+        match self {
+            Self::Flex => cfg!(feature = "flex"),
+            Self::Ndarray => cfg!(feature = "ndarray"),
+            Self::Wgpu => cfg!(feature = "wgpu"),
+            Self::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+
+    /// The backends this build includes.
+    pub fn compiled() -> Vec<BackendKind> {
+        Self::ALL.into_iter().filter(|b| b.is_compiled()).collect()
+    }
+
+    /// The CPU backends this build includes (flex, ndarray).
+    pub fn compiled_cpu() -> Vec<BackendKind> {
+        Self::compiled()
+            .into_iter()
+            .filter(|b| matches!(b, Self::Flex | Self::Ndarray))
+            .collect()
+    }
+
+    /// A (non-autodiff) device of this backend; call `.autodiff()` to train.
+    /// Errors when the build does not include the backend.
+    #[allow(unreachable_code)]
+    pub fn device(&self) -> Result<Device> {
+        match self {
+            Self::Flex => {
+                #[cfg(feature = "flex")]
+                return Ok(Device::flex());
+            }
+            Self::Ndarray => {
+                #[cfg(feature = "ndarray")]
+                #[allow(deprecated)]
+                return Ok(Device::ndarray());
+            }
+            Self::Wgpu => {
+                #[cfg(feature = "wgpu")]
+                return Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
+            }
+            Self::Cuda => {
+                #[cfg(feature = "cuda")]
+                return Ok(Device::cuda(0));
+            }
+        }
+        Err(AdapterError::BackendUnavailable {
+            backend: self.to_string(),
+            feature: self.feature(),
+            compiled: Self::compiled().iter().map(|b| b.to_string()).collect(),
+        })
+    }
+}
+
+/// The default CPU device: flex if built, else ndarray, else `Device::default()`.
+///
+/// Tests and examples use this so that a build with `wgpu` enabled (whose
+/// `Device::default()` is the GPU) still runs them on the CPU.
+pub fn cpu_device() -> Device {
+    BackendKind::compiled_cpu()
+        .first()
+        .and_then(|b| b.device().ok())
+        .unwrap_or_default()
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.feature())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = AdapterError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "flex" => Ok(Self::Flex),
+            "ndarray" => Ok(Self::Ndarray),
+            "wgpu" => Ok(Self::Wgpu),
+            "cuda" => Ok(Self::Cuda),
+            other => Err(AdapterError::UnknownBackend(other.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_availability() {
+        assert_eq!("FLEX".parse::<BackendKind>().unwrap(), BackendKind::Flex);
+        assert!("tpu".parse::<BackendKind>().is_err());
+        for b in BackendKind::ALL {
+            assert_eq!(b.is_compiled(), BackendKind::compiled().contains(&b));
+            if !b.is_compiled() {
+                let err = b.device().unwrap_err().to_string();
+                assert!(err.contains(b.feature()), "{err}");
+            }
+        }
+    }
+}

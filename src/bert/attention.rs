@@ -1,0 +1,47 @@
+//! BERT self-attention block with its output projection and post-LayerNorm.
+
+use crate::adaptable::AdaptableLinear;
+use burn::module::Module;
+use burn::nn::LayerNorm;
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+
+/// Multi-head self-attention, `LayerNorm(x + dense(attn(x)))`.
+///
+/// Hugging Face names: `attention.self.{query,key,value}`, `attention.output.dense`,
+/// `attention.output.LayerNorm`.
+#[derive(Module, Debug)]
+pub struct BertSelfAttention {
+    /// `attention.self.query`.
+    pub query: AdaptableLinear,
+    /// `attention.self.key`.
+    pub key: AdaptableLinear,
+    /// `attention.self.value`.
+    pub value: AdaptableLinear,
+    /// `attention.output.dense`.
+    pub output: AdaptableLinear,
+    /// `attention.output.LayerNorm`.
+    pub norm: LayerNorm,
+    /// Number of heads.
+    pub n_heads: usize,
+}
+
+impl BertSelfAttention {
+    /// `x`: `[B, T, d]`; `mask_bias`: `[B, 1, 1, T]`, 0 for tokens and a large
+    /// negative number for padding. Returns `[B, T, d]`.
+    pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let h = self.n_heads;
+        let hd = d / h;
+        let heads = |y: Tensor<3>| y.reshape([b, t, h, hd]).swap_dims(1, 2);
+        let q = heads(self.query.forward(x.clone()));
+        let k = heads(self.key.forward(x.clone()));
+        let v = heads(self.value.forward(x.clone()));
+        let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt() + mask_bias;
+        let context = softmax(scores, 3)
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([b, t, d]);
+        self.norm.forward(self.output.forward(context) + x)
+    }
+}

@@ -1,0 +1,164 @@
+//! The burn-train model: training steps that apply the method, validation steps
+//! that evaluate every nested rank.
+
+use super::objective::TrainMethod;
+use super::task::{RankedBatchOutput, RankedTask};
+use crate::active_rank::{ActiveRank, AdaptedModule};
+use crate::method::RankSampler;
+use burn::module::Module;
+use burn::prelude::*;
+use burn::train::ItemLazy;
+use burn::train::metric::{Adaptor, LossInput};
+use burn::train::{InferenceStep, TrainOutput, TrainStep};
+use std::sync::{Arc, Mutex};
+
+/// How each training step uses the adapters, and which ranks validation scores.
+#[derive(Debug, Clone)]
+pub struct StepPlan {
+    /// The method.
+    pub method: TrainMethod,
+    /// The nested ranks `S` (ascending): DyLoRA's draws, the exact objective's
+    /// ranks, and the validation ranks.
+    pub ranks: Vec<usize>,
+    /// DyLoRA's seeded rank sampler (shared by clones of the model, so every
+    /// step draws the next rank of one sequence).
+    pub sampler: Arc<Mutex<RankSampler>>,
+}
+
+/// A [`RankedTask`] wrapped for burn-train's `Learner`.
+#[derive(Module, Debug)]
+pub struct RankedLearnerModel<T: Module> {
+    /// The adapted model.
+    pub task: T,
+    /// The step plan.
+    #[module(skip)]
+    pub plan: StepPlan,
+}
+
+/// Training-step output: the loss of the step's objective.
+pub struct TrainStepOutput {
+    /// `[1]`.
+    pub loss: Tensor<1>,
+    /// The rank DyLoRA drew for the step, if any.
+    pub drawn_rank: Option<usize>,
+}
+
+impl ItemLazy for TrainStepOutput {
+    fn sync(self) -> Result<Self, burn::tensor::ExecutionError> {
+        self.loss.device().flush()?;
+        Ok(Self {
+            loss: self.loss.without_autodiff(),
+            drawn_rank: self.drawn_rank,
+        })
+    }
+}
+
+impl Adaptor<LossInput> for TrainStepOutput {
+    fn adapt(&self) -> LossInput {
+        LossInput::new(self.loss.clone())
+    }
+}
+
+/// Validation output: loss and score at every rank of the plan.
+#[derive(Debug, Clone)]
+pub struct PerRankOutput {
+    /// The ranks, ascending.
+    pub ranks: Vec<usize>,
+    /// One output per rank.
+    pub outputs: Vec<RankedBatchOutput>,
+}
+
+impl ItemLazy for PerRankOutput {
+    fn sync(self) -> Result<Self, burn::tensor::ExecutionError> {
+        if let Some(first) = self.outputs.first() {
+            first.loss.device().flush()?;
+        }
+        Ok(self)
+    }
+}
+
+impl<T: RankedTask> RankedLearnerModel<T> {
+    /// Wraps `task`; errors if a rank of `plan` is not usable by every adapter.
+    pub fn new(task: T, plan: StepPlan) -> crate::Result<Self> {
+        for &k in &plan.ranks {
+            task.clone().with_active_rank(ActiveRank::Rank(k))?;
+        }
+        Ok(Self { task, plan })
+    }
+
+    /// The task at rank `k` (validated in [`RankedLearnerModel::new`]).
+    fn at_rank(&self, k: usize) -> T {
+        match self.task.clone().with_active_rank(ActiveRank::Rank(k)) {
+            Ok(task) => task,
+            Err(e) => unreachable!("rank {k} was validated when the plan was built: {e}"),
+        }
+    }
+
+    /// The objective's loss for one batch, and DyLoRA's drawn rank.
+    pub fn objective(&self, batch: &T::Batch) -> (Tensor<1>, Option<usize>) {
+        match self.plan.method {
+            TrainMethod::Lora | TrainMethod::Matryoshka => {
+                (self.task.forward_batch(batch).loss, None)
+            }
+            TrainMethod::Dylora => {
+                let drawn = self
+                    .plan
+                    .sampler
+                    .lock()
+                    .map(|mut s| s.draw())
+                    .unwrap_or(None);
+                match drawn {
+                    Some(b) => (self.at_rank(b).forward_batch(batch).loss, Some(b)),
+                    None => (self.task.forward_batch(batch).loss, None),
+                }
+            }
+            TrainMethod::MatryoshkaExact => {
+                let n = self.plan.ranks.len() as f64;
+                let loss = self
+                    .plan
+                    .ranks
+                    .iter()
+                    .map(|&k| self.at_rank(k).forward_batch(batch).loss)
+                    .reduce(|a, b| a + b)
+                    .map(|sum| sum / n);
+                (
+                    loss.unwrap_or_else(|| self.task.forward_batch(batch).loss),
+                    None,
+                )
+            }
+        }
+    }
+
+    /// Loss and score at every rank of the plan.
+    pub fn evaluate(&self, batch: &T::Batch) -> PerRankOutput {
+        PerRankOutput {
+            ranks: self.plan.ranks.clone(),
+            outputs: self
+                .plan
+                .ranks
+                .iter()
+                .map(|&k| self.at_rank(k).forward_batch(batch))
+                .collect(),
+        }
+    }
+}
+
+impl<T: RankedTask> TrainStep for RankedLearnerModel<T> {
+    type Input = T::Batch;
+    type Output = TrainStepOutput;
+
+    fn step(&self, batch: T::Batch) -> TrainOutput<TrainStepOutput> {
+        let (loss, drawn_rank) = self.objective(&batch);
+        let grads = loss.backward();
+        TrainOutput::new(self, grads, TrainStepOutput { loss, drawn_rank })
+    }
+}
+
+impl<T: RankedTask> InferenceStep for RankedLearnerModel<T> {
+    type Input = T::Batch;
+    type Output = PerRankOutput;
+
+    fn step(&self, batch: T::Batch) -> PerRankOutput {
+        self.evaluate(&batch)
+    }
+}

@@ -1,0 +1,148 @@
+//! Training methods and head modes as the CLI and reports name them.
+
+use crate::method::AdapterMethod;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// How adapters are trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrainMethod {
+    /// Plain LoRA at rank `R` (evaluated truncated at every rank).
+    Lora,
+    /// DyLoRA (reference variant): rank `b` drawn from `S` every step.
+    Dylora,
+    /// MatryoshkaLoRA, the paper's one-pass `P`.
+    Matryoshka,
+    /// The exact Matryoshka objective: the mean of the nested models' losses
+    /// over `S` (`|S|` forward passes per step).
+    MatryoshkaExact,
+}
+
+impl TrainMethod {
+    /// All methods.
+    pub const ALL: [TrainMethod; 4] = [
+        Self::Lora,
+        Self::Dylora,
+        Self::Matryoshka,
+        Self::MatryoshkaExact,
+    ];
+
+    /// The adapter method whose `P` the adapters are built with.
+    pub fn adapter_method(&self) -> AdapterMethod {
+        match self {
+            Self::Lora => AdapterMethod::Lora,
+            Self::Dylora => AdapterMethod::dylora(),
+            Self::Matryoshka | Self::MatryoshkaExact => AdapterMethod::matryoshka(),
+        }
+    }
+
+    /// The report / CLI name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Lora => "lora",
+            Self::Dylora => "dylora",
+            Self::Matryoshka => "matryoshka",
+            Self::MatryoshkaExact => "matryoshka-exact",
+        }
+    }
+}
+
+impl fmt::Display for TrainMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A value that is not one of the allowed names.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("unknown {what} `{got}`: use one of {allowed}")]
+pub struct ParseError {
+    /// What was parsed.
+    pub what: &'static str,
+    /// The value given.
+    pub got: String,
+    /// The allowed values.
+    pub allowed: &'static str,
+}
+
+impl FromStr for TrainMethod {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s.trim().to_ascii_lowercase())
+            .ok_or_else(|| ParseError {
+                what: "method",
+                got: s.to_string(),
+                allowed: "lora, dylora, matryoshka, matryoshka-exact",
+            })
+    }
+}
+
+/// How the classification head is trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadMode {
+    /// Head and adapters train together (the PyTorch yardstick's default).
+    #[default]
+    Joint,
+    /// One linear-probe epoch for the head on the frozen encoder, then the head
+    /// is frozen and only the adapters train.
+    Probe,
+}
+
+impl HeadMode {
+    /// The report / CLI name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Joint => "joint",
+            Self::Probe => "probe",
+        }
+    }
+}
+
+impl fmt::Display for HeadMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for HeadMode {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "joint" => Ok(Self::Joint),
+            "probe" => Ok(Self::Probe),
+            _ => Err(ParseError {
+                what: "head mode",
+                got: s.to_string(),
+                allowed: "joint, probe",
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for m in TrainMethod::ALL {
+            assert_eq!(m.name().parse::<TrainMethod>().unwrap(), m);
+        }
+        assert!(
+            "lorax"
+                .parse::<TrainMethod>()
+                .unwrap_err()
+                .to_string()
+                .contains("matryoshka-exact")
+        );
+        assert_eq!("probe".parse::<HeadMode>().unwrap(), HeadMode::Probe);
+        assert!("x".parse::<HeadMode>().is_err());
+    }
+}

@@ -1,0 +1,30 @@
+//! Shared helpers for integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The fetched assets (`scripts/fetch-assets.sh`), or `$MLORA_ASSETS`.
+pub fn assets_dir() -> PathBuf {
+    let dir = std::env::var_os("MLORA_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets"));
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "real assets missing in {}: run scripts/fetch-assets.sh first",
+        dir.display()
+    );
+    dir
+}
+
+/// The Rotten Tomatoes CSV.
+pub fn rt_csv() -> PathBuf {
+    assets_dir().join("rotten_tomatoes_corpus_full.csv.bz2")
+}
+
+/// A fresh, empty temporary directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mlora-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
