@@ -18,6 +18,19 @@ pub enum ActiveRank {
     /// The nested rank-`k` adapter: `s(k)` on the first `k` components, the rest
     /// not computed. Used for evaluation at rank `k` and for DyLoRA's drawn rank.
     Rank(usize),
+    /// The original DyLoRA step at rank `b`: the rank-`b` adapter, with
+    /// components `1..b` detached so that only component `b` learns.
+    Component(usize),
+}
+
+impl ActiveRank {
+    /// The rank whose adapter is active, if not the training `P`.
+    pub fn rank(&self) -> Option<usize> {
+        match self {
+            Self::Train => None,
+            Self::Rank(k) | Self::Component(k) => Some(*k),
+        }
+    }
 }
 
 /// Model-wide adapter controls for any burn module containing
@@ -49,7 +62,7 @@ pub trait AdaptedModule: Module + Sized {
         // Validate first, so a failure never leaves a half-switched module.
         let mut check = AdapterScan::default();
         self.visit(&mut check);
-        if let ActiveRank::Rank(k) = rank {
+        if let Some(k) = rank.rank() {
             for (path, max_rank) in &check.adapters {
                 if k == 0 || k > *max_rank {
                     return Err(AdapterError::RankSwitch {
@@ -167,10 +180,10 @@ impl ModuleMapper for RankSwitch {
                 param
             }
             "p" => {
-                let new_p = match self.rank {
-                    ActiveRank::Train => self.p_train.take(),
+                let new_p = match self.rank.rank() {
+                    None => self.p_train.take(),
                     // k was validated against R before mapping.
-                    ActiveRank::Rank(k) => self
+                    Some(k) => self
                         .rank_scale
                         .take()
                         .map(|scale| scale.slice(s![k - 1..k]).repeat_dim(0, k)),
@@ -182,6 +195,19 @@ impl ModuleMapper for RankSwitch {
                     }
                     None => param,
                 }
+            }
+            "grad_mask" => {
+                let device = param.val().device();
+                let mask = match self.rank {
+                    ActiveRank::Component(b) if b > 1 => {
+                        let mut m = vec![0f32; b];
+                        m[b - 1] = 1.0;
+                        Tensor::<1>::from_data(TensorData::new(m, [b]), &device)
+                    }
+                    _ => Tensor::<1>::ones([1], &device),
+                };
+                let n = mask.shape().num_elements();
+                param.map(|_| mask.reshape(Shape::new([n])))
             }
             _ => param,
         }

@@ -103,6 +103,7 @@ impl MatryoshkaConfig {
             p_train: constant(&p, device),
             rank_scale: constant(&rank_scale, device),
             p: constant(&p, device),
+            grad_mask: constant(&[1.0], device),
             spec: AdapterSpec {
                 ranks: set,
                 scaling: self.scaling,
@@ -141,6 +142,8 @@ pub struct AdapterSpec {
 ///   `k` times when rank `k` is active (see
 ///   [`AdaptedModule::with_active_rank`](crate::AdaptedModule::with_active_rank)).
 ///   Its length is the number of components the forward pass computes.
+/// * `grad_mask`: `[1]` (no masking) or `[r]`: which active components receive
+///   gradients (original DyLoRA: only component `b`; values are unchanged).
 ///
 /// It is also a burn [`Reparameterization`], so it can be attached to the
 /// `Linear` layers of any burn model (see [`crate::inject`]).
@@ -156,6 +159,8 @@ pub struct MatryoshkaAdapter {
     pub rank_scale: Param<Tensor<1>>,
     /// The active diagonal: `[r]`, `r <= R`.
     pub p: Param<Tensor<1>>,
+    /// `[1]` (all components learn) or `[r]` (1 = learns, 0 = detached).
+    pub grad_mask: Param<Tensor<1>>,
     /// Host-side configuration.
     #[module(skip)]
     pub spec: AdapterSpec,
@@ -183,11 +188,22 @@ impl MatryoshkaAdapter {
         self.p.shape().dims::<1>()[0]
     }
 
-    /// `A[:, :r] diag(p)`, `[d_in, r]`, with `r` the active length.
-    fn scaled_a(&self) -> Tensor<2> {
+    /// `(A[:, :r] diag(p), B[:r])` with `r` the active length and the gradient
+    /// mask applied (values unchanged; masked components get no gradient).
+    fn active_factors(&self) -> (Tensor<2>, Tensor<2>) {
         let p = self.p.val();
         let r = p.dims()[0];
-        self.lora_a.val().slice(s![.., 0..r]) * p.unsqueeze_dim::<2>(0)
+        let mut a = self.lora_a.val().slice(s![.., 0..r]);
+        let mut b = self.lora_b.val().slice(s![0..r, ..]);
+        let mask = self.grad_mask.val();
+        if mask.dims()[0] == r && r > 1 {
+            // a.detach() + (a - a.detach()) * m: the value of a, gradient m * dL/da.
+            let keep =
+                |t: Tensor<2>, m: Tensor<2>| t.clone().detach() + (t.clone() - t.detach()) * m;
+            a = keep(a, mask.clone().unsqueeze_dim::<2>(0));
+            b = keep(b, mask.unsqueeze_dim::<2>(1));
+        }
+        (a * p.unsqueeze_dim::<2>(0), b)
     }
 
     /// The active adapter output: `x (A[:, :r] diag(p)) B[:r]`.
@@ -195,9 +211,8 @@ impl MatryoshkaAdapter {
     /// Computed on the activation side (two thin matmuls), never forming a
     /// `[d_in, d_out]` matrix. `x`: `[..., d_in]` -> `[..., d_out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let r = self.active_components();
-        let b = self.lora_b.val().slice(s![0..r, ..]);
-        linear(linear(x, self.scaled_a(), None), b, None)
+        let (a, b) = self.active_factors();
+        linear(linear(x, a, None), b, None)
     }
 
     /// The rank-`k` adapter output, `s(k) x A[:, :k] B[:k]`, whatever is active.
@@ -218,9 +233,8 @@ impl MatryoshkaAdapter {
 
     /// The dense active update `A[:, :r] diag(p) B[:r]`: `[d_in, d_out]`.
     pub fn delta(&self) -> Tensor<2> {
-        let r = self.active_components();
-        self.scaled_a()
-            .matmul(self.lora_b.val().slice(s![0..r, ..]))
+        let (a, b) = self.active_factors();
+        a.matmul(b)
     }
 }
 

@@ -45,19 +45,28 @@
 //! ```
 #![deny(missing_docs)]
 
+/// The README's examples, compiled and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub mod active_rank;
 pub mod adaptable;
 pub mod adapter;
 pub mod aurac;
 pub mod backend;
 pub mod bert;
+pub mod checkpoint;
 pub mod classifier;
 pub mod data;
 pub mod error;
+pub mod experiment;
 pub mod inject;
 pub mod linear;
 pub mod method;
+pub mod plot;
 pub mod rank_set;
+pub mod report;
 pub mod scaling;
 pub mod train;
 

@@ -289,3 +289,58 @@ fn base_is_frozen_and_optimizer_leaves_it_and_p_alone() {
     assert_eq!(layer.adapter.p_train.val().into_data(), p0);
     assert_ne!(layer.adapter.lora_a.val().into_data(), a0);
 }
+
+/// Original DyLoRA at rank b: the rank-b output, but only component b learns.
+#[test]
+fn dylora_original_detaches_components_below_b() {
+    for (backend, device) in devices() {
+        let device = device.autodiff();
+        let config = MatryoshkaConfig::new()
+            .with_max_rank(8)
+            .with_method(AdapterMethod::DyLora {
+                variant: matryoshka_lora::DyLoraVariant::Original,
+            });
+        let layer = layer(10, 6, config, &device);
+        let x = Tensor::<3>::random([2, 3, 10], Distribution::Default, &device);
+        let b = 5;
+        let step = layer
+            .clone()
+            .with_active_rank(ActiveRank::Component(b))
+            .unwrap();
+        let want = layer.forward_at_rank(x.clone(), b).unwrap();
+        assert!(max_abs(step.forward(x.clone()), want) < 1e-6, "{backend}");
+        let grads = step.forward(x).sum().backward();
+        let ga = step.adapter.lora_a.val().grad(&grads).unwrap();
+        let gb = step.adapter.lora_b.val().grad(&grads).unwrap();
+        let col = |g: &Tensor<2>, j: usize| {
+            g.clone()
+                .slice(s![.., j..j + 1])
+                .abs()
+                .max()
+                .into_scalar::<f32>()
+        };
+        let row = |g: &Tensor<2>, j: usize| {
+            g.clone()
+                .slice(s![j..j + 1, ..])
+                .abs()
+                .max()
+                .into_scalar::<f32>()
+        };
+        for j in 0..8 {
+            let (a, bb) = (col(&ga, j), row(&gb, j));
+            if j == b - 1 {
+                assert!(a > 0.0 && bb > 0.0, "{backend}: component {b} must learn");
+            } else {
+                assert_eq!(
+                    (a, bb),
+                    (0.0, 0.0),
+                    "{backend}: component {} must not learn",
+                    j + 1
+                );
+            }
+        }
+        // back to training P clears the mask
+        let back = step.with_active_rank(ActiveRank::Train).unwrap();
+        assert_eq!(back.adapter.grad_mask.val().dims(), [1]);
+    }
+}

@@ -10,21 +10,34 @@ fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec_as::<f32>().unwrap()
 }
 
-/// The same layer (same numbers) on `device`, `B` made non-zero deterministically.
+/// The same layer (same numbers) on `device`: built on the CPU, its tensors
+/// copied as data into fresh parameters on `device`.
 fn layer_on(device: &Device) -> MatryoshkaLinear {
     let (d_in, d_out, r) = (48, 40, 16);
     let cpu = matryoshka_lora::cpu_device();
     cpu.seed(7);
-    let mut layer = MatryoshkaLinearConfig::new(d_in, d_out)
-        .with_adapter(MatryoshkaConfig::new().with_max_rank(r))
-        .init(&cpu)
-        .unwrap();
+    let config = MatryoshkaLinearConfig::new(d_in, d_out)
+        .with_adapter(MatryoshkaConfig::new().with_max_rank(r));
+    let source = config.init(&cpu).unwrap();
+    // Read the source values now: burn initialises `Linear` weights lazily, on
+    // first use, from the device RNG at that moment.
+    let (w, bias, a) = (
+        source.base.weight.val().into_data(),
+        source.base.bias.as_ref().map(|b| b.val().into_data()),
+        source.adapter.lora_a.val().into_data(),
+    );
     let b: Vec<f32> = (0..r * d_out)
         .map(|i| ((i * 37 % 101) as f32 / 101.0) - 0.5)
         .collect();
+    let mut layer = config.init(device).unwrap();
+    layer.base.weight =
+        Param::from_tensor(Tensor::<2>::from_data(w, device)).set_require_grad(false);
+    layer.base.bias =
+        bias.map(|b| Param::from_tensor(Tensor::<1>::from_data(b, device)).set_require_grad(false));
+    layer.adapter.lora_a = Param::from_tensor(Tensor::<2>::from_data(a, device));
     layer.adapter.lora_b =
-        Param::from_tensor(Tensor::from_data(TensorData::new(b, [r, d_out]), &cpu));
-    layer.to_device(device)
+        Param::from_tensor(Tensor::from_data(TensorData::new(b, [r, d_out]), device));
+    layer
 }
 
 fn run(device: &Device) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {

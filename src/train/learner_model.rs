@@ -83,15 +83,34 @@ impl<T: RankedTask> RankedLearnerModel<T> {
         for &k in &plan.ranks {
             task.clone().with_active_rank(ActiveRank::Rank(k))?;
         }
+        if let Some((_, max_rank)) = task.adapter_paths().into_iter().min_by_key(|(_, r)| *r)
+            && plan.method == TrainMethod::DyloraOriginal
+        {
+            // DyLoRA-original draws from 1..=R: R must be the same everywhere.
+            task.clone()
+                .with_active_rank(ActiveRank::Component(max_rank))?;
+        }
         Ok(Self { task, plan })
     }
 
-    /// The task at rank `k` (validated in [`RankedLearnerModel::new`]).
-    fn at_rank(&self, k: usize) -> T {
-        match self.task.clone().with_active_rank(ActiveRank::Rank(k)) {
+    /// The task with `rank` active (ranks are validated in [`RankedLearnerModel::new`]).
+    fn at(&self, rank: ActiveRank) -> T {
+        match self.task.clone().with_active_rank(rank) {
             Ok(task) => task,
-            Err(e) => unreachable!("rank {k} was validated when the plan was built: {e}"),
+            Err(e) => unreachable!("{rank:?} was validated when the plan was built: {e}"),
         }
+    }
+
+    fn at_rank(&self, k: usize) -> T {
+        self.at(ActiveRank::Rank(k))
+    }
+
+    fn draw(&self) -> Option<usize> {
+        self.plan
+            .sampler
+            .lock()
+            .map(|mut s| s.draw())
+            .unwrap_or(None)
     }
 
     /// The objective's loss for one batch, and DyLoRA's drawn rank.
@@ -100,18 +119,17 @@ impl<T: RankedTask> RankedLearnerModel<T> {
             TrainMethod::Lora | TrainMethod::Matryoshka => {
                 (self.task.forward_batch(batch).loss, None)
             }
-            TrainMethod::Dylora => {
-                let drawn = self
-                    .plan
-                    .sampler
-                    .lock()
-                    .map(|mut s| s.draw())
-                    .unwrap_or(None);
-                match drawn {
-                    Some(b) => (self.at_rank(b).forward_batch(batch).loss, Some(b)),
-                    None => (self.task.forward_batch(batch).loss, None),
+            TrainMethod::Dylora | TrainMethod::DyloraOriginal => match self.draw() {
+                Some(b) => {
+                    let rank = if self.plan.method == TrainMethod::Dylora {
+                        ActiveRank::Rank(b)
+                    } else {
+                        ActiveRank::Component(b)
+                    };
+                    (self.at(rank).forward_batch(batch).loss, Some(b))
                 }
-            }
+                None => (self.task.forward_batch(batch).loss, None),
+            },
             TrainMethod::MatryoshkaExact => {
                 let n = self.plan.ranks.len() as f64;
                 let loss = self

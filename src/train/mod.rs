@@ -5,6 +5,7 @@
 //! model whose training step applies the method's `P` and whose validation step
 //! evaluates every nested rank.
 
+mod fit;
 mod learner_model;
 mod metric_log;
 mod metrics;
@@ -12,7 +13,9 @@ mod objective;
 mod progress;
 mod schedule;
 mod task;
+mod timing;
 
+pub use fit::{FitError, FitOptions, FitResult, fit};
 pub use learner_model::{PerRankOutput, RankedLearnerModel, StepPlan, TrainStepOutput};
 pub use metric_log::MetricLog;
 pub use metrics::{
@@ -23,3 +26,4 @@ pub use objective::{HeadMode, ParseError, TrainMethod};
 pub use progress::{ProgressRenderer, QuietRenderer};
 pub use schedule::LinearWarmupDecay;
 pub use task::{RankedBatchOutput, RankedTask};
+pub use timing::{SplitTimes, Timed};

@@ -13,6 +13,8 @@ pub enum TrainMethod {
     Lora,
     /// DyLoRA (reference variant): rank `b` drawn from `S` every step.
     Dylora,
+    /// DyLoRA (original paper): `b` drawn from `1..=R`, components `< b` detached.
+    DyloraOriginal,
     /// MatryoshkaLoRA, the paper's one-pass `P`.
     Matryoshka,
     /// The exact Matryoshka objective: the mean of the nested models' losses
@@ -34,6 +36,9 @@ impl TrainMethod {
         match self {
             Self::Lora => AdapterMethod::Lora,
             Self::Dylora => AdapterMethod::dylora(),
+            Self::DyloraOriginal => AdapterMethod::DyLora {
+                variant: crate::method::DyLoraVariant::Original,
+            },
             Self::Matryoshka | Self::MatryoshkaExact => AdapterMethod::matryoshka(),
         }
     }
@@ -43,6 +48,7 @@ impl TrainMethod {
         match self {
             Self::Lora => "lora",
             Self::Dylora => "dylora",
+            Self::DyloraOriginal => "dylora-original",
             Self::Matryoshka => "matryoshka",
             Self::MatryoshkaExact => "matryoshka-exact",
         }
@@ -77,7 +83,7 @@ impl FromStr for TrainMethod {
             .ok_or_else(|| ParseError {
                 what: "method",
                 got: s.to_string(),
-                allowed: "lora, dylora, matryoshka, matryoshka-exact",
+                allowed: "lora, dylora, dylora-original, matryoshka, matryoshka-exact",
             })
     }
 }

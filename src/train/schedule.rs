@@ -12,6 +12,7 @@ pub struct LinearWarmupDecay {
     warmup: usize,
     total: usize,
     step: usize,
+    decay: bool,
 }
 
 impl LinearWarmupDecay {
@@ -22,12 +23,23 @@ impl LinearWarmupDecay {
             warmup: warmup.min(total),
             total: total.max(1),
             step: 0,
+            decay: true,
+        }
+    }
+
+    /// A constant learning rate.
+    pub fn constant(base: f64) -> Self {
+        Self {
+            decay: false,
+            ..Self::new(base, 0, 1)
         }
     }
 
     /// The learning rate at step `t` (0-based).
     pub fn at(&self, t: usize) -> f64 {
-        if t < self.warmup {
+        if !self.decay {
+            self.base
+        } else if t < self.warmup {
             self.base * (t + 1) as f64 / self.warmup as f64
         } else {
             let span = (self.total - self.warmup).max(1) as f64;

@@ -1,0 +1,145 @@
+//! The rank-accuracy plot: rank on a log2 axis against test accuracy, one line
+//! per report.
+
+use crate::report::Report;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+use std::path::Path;
+use std::sync::Once;
+
+static FONT: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
+static REGISTER: Once = Once::new();
+
+/// Why a plot could not be drawn.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// Nothing to plot.
+    #[error("no reports to plot")]
+    Empty,
+    /// Unsupported extension.
+    #[error("plot path {0} must end in .png or .svg")]
+    Extension(String),
+    /// Drawing failed.
+    #[error("drawing {path}: {reason}")]
+    Draw {
+        /// The file.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+const COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+/// Draws `reports` to `path` (`.png` or `.svg`).
+pub fn plot_reports(reports: &[Report], path: &Path) -> Result<(), PlotError> {
+    if reports.is_empty() {
+        return Err(PlotError::Empty);
+    }
+    REGISTER.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+    let name = path.display().to_string();
+    let draw_err = |e: String| PlotError::Draw {
+        path: name.clone(),
+        reason: e,
+    };
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("png") => {
+            let root = BitMapBackend::new(path, (800, 520)).into_drawing_area();
+            draw(root, reports).map_err(draw_err)
+        }
+        Some("svg") => {
+            let root = SVGBackend::new(path, (800, 520)).into_drawing_area();
+            draw(root, reports).map_err(draw_err)
+        }
+        _ => Err(PlotError::Extension(name.clone())),
+    }
+}
+
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    reports: &[Report],
+) -> Result<(), String> {
+    let e = |x: &dyn std::fmt::Display| x.to_string();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let max_rank = reports
+        .iter()
+        .flat_map(|r| r.ranks.iter().copied())
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    let x_max = (max_rank as f64).log2();
+    let accs: Vec<f64> = reports
+        .iter()
+        .flat_map(|r| r.accuracy.iter().copied())
+        .filter(|a| a.is_finite())
+        .collect();
+    let lo = accs
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .min(100.0);
+    let hi = accs
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max)
+        .max(0.0);
+    let (y0, y1) = ((lo - 2.0).floor().max(0.0), (hi + 2.0).ceil().min(100.0));
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Accuracy at each nested rank", ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(-0.2..x_max + 0.2, y0..y1.max(y0 + 1.0))
+        .map_err(|x| e(&x))?;
+    chart
+        .configure_mesh()
+        .x_desc("rank k (log2 axis)")
+        .y_desc("test accuracy (%)")
+        .x_labels((x_max as usize) + 2)
+        .x_label_formatter(&|x| format!("{}", 2f64.powf(*x).round() as usize))
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|x| e(&x))?;
+    for (i, r) in reports.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let points: Vec<(f64, f64)> = r
+            .ranks
+            .iter()
+            .zip(&r.accuracy)
+            .map(|(&k, &a)| ((k as f64).log2(), a))
+            .collect();
+        let label = format!("{} ({}, AURAC {:.1})", r.method, r.head_mode, r.aurac_log2);
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(|x| e(&x))?
+            .label(label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 4, color.filled())),
+            )
+            .map_err(|x| e(&x))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(|x| e(&x))?;
+    root.present().map_err(|x| e(&x))
+}

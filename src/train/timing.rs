@@ -1,0 +1,178 @@
+//! Wall time of each training and validation split, taken from renderer callbacks.
+
+use burn::train::LearnerSummary;
+use burn::train::logger::{EvaluationProgressLogger, TrainingProgressLogger};
+use burn::train::metric::MetricDefinition;
+use burn::train::renderer::{
+    EvaluationName, MetricState, MetricsRenderer, MetricsRendererEvaluation,
+    MetricsRendererTraining,
+};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct TimesState {
+    current: Option<(String, Instant)>,
+    /// (split name, items, wall time) in order.
+    splits: Vec<(String, usize, Duration)>,
+    items: usize,
+}
+
+/// The wall time of every split a run went through (`train`, `valid`, ...).
+#[derive(Clone, Default)]
+pub struct SplitTimes {
+    state: Arc<Mutex<TimesState>>,
+}
+
+impl SplitTimes {
+    /// `(total seconds, number of splits)` spent in splits named `name`.
+    pub fn seconds(&self, name: &str) -> f64 {
+        self.state
+            .lock()
+            .map(|s| {
+                s.splits
+                    .iter()
+                    .filter(|(n, _, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, _, d)| d.as_secs_f64())
+                    .sum()
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Seconds of the last split named `name`.
+    pub fn last_seconds(&self, name: &str) -> f64 {
+        self.state
+            .lock()
+            .ok()
+            .and_then(|s| {
+                s.splits
+                    .iter()
+                    .rev()
+                    .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, _, d)| d.as_secs_f64())
+            })
+            .unwrap_or(0.0)
+    }
+
+    fn start(&self, name: &str) {
+        if let Ok(mut s) = self.state.lock() {
+            s.current = Some((name.to_string(), Instant::now()));
+            s.items = 0;
+        }
+    }
+
+    fn items(&self, n: usize) {
+        if let Ok(mut s) = self.state.lock() {
+            s.items = n;
+        }
+    }
+
+    fn end(&self) {
+        if let Ok(mut s) = self.state.lock()
+            && let Some((name, t0)) = s.current.take()
+        {
+            let items = s.items;
+            s.splits.push((name, items, t0.elapsed()));
+        }
+    }
+}
+
+/// Wraps a renderer and records split times.
+pub struct Timed {
+    inner: Box<dyn MetricsRenderer>,
+    times: SplitTimes,
+}
+
+impl Timed {
+    /// Records into `times`, forwarding every call to `inner`.
+    pub fn new(inner: Box<dyn MetricsRenderer>, times: SplitTimes) -> Self {
+        Self { inner, times }
+    }
+}
+
+impl MetricsRendererTraining for Timed {
+    fn update_train(&mut self, state: MetricState) {
+        self.inner.update_train(state)
+    }
+    fn update_valid(&mut self, state: MetricState) {
+        self.inner.update_valid(state)
+    }
+    fn on_train_end(
+        &mut self,
+        summary: Option<LearnerSummary>,
+    ) -> Result<(), Box<dyn core::error::Error>> {
+        self.times.end();
+        self.inner.on_train_end(summary)
+    }
+}
+
+impl TrainingProgressLogger for Timed {
+    fn start(&mut self, epochs: usize, start: usize, items: Option<usize>, label: Option<&str>) {
+        self.inner.start(epochs, start, items, label)
+    }
+    fn update_epoch(&mut self, epoch: usize) {
+        self.inner.update_epoch(epoch)
+    }
+    fn start_split(&mut self, split: &str, total_items: usize) {
+        self.times.end();
+        self.times.start(split);
+        self.inner.start_split(split, total_items)
+    }
+    fn update_split(&mut self, items_processed: usize) {
+        self.times.items(items_processed);
+        self.inner.update_split(items_processed)
+    }
+    fn end_split(&mut self) {
+        self.times.end();
+        self.inner.end_split()
+    }
+    fn end(&mut self) {
+        self.times.end();
+        self.inner.end()
+    }
+    fn log_event_training(&mut self, event: String) {
+        self.inner.log_event_training(event)
+    }
+}
+
+impl EvaluationProgressLogger for Timed {
+    fn start_global_progress(&mut self, total_tests: usize) {
+        self.inner.start_global_progress(total_tests)
+    }
+    fn start_test(&mut self, name: &str, total_items: usize) {
+        self.inner.start_test(name, total_items)
+    }
+    fn update_test_progress(&mut self, items_processed: usize) {
+        self.inner.update_test_progress(items_processed)
+    }
+    fn end_test(&mut self) {
+        self.inner.end_test()
+    }
+    fn end_global_progress(&mut self) {
+        self.inner.end_global_progress()
+    }
+    fn log_event_evaluation(&mut self, event: String) {
+        self.inner.log_event_evaluation(event)
+    }
+}
+
+impl MetricsRendererEvaluation for Timed {
+    fn update_test(&mut self, name: EvaluationName, state: MetricState) {
+        self.inner.update_test(name, state)
+    }
+    fn on_test_end(
+        &mut self,
+        summary: Option<LearnerSummary>,
+    ) -> Result<(), Box<dyn core::error::Error>> {
+        self.inner.on_test_end(summary)
+    }
+}
+
+impl MetricsRenderer for Timed {
+    fn manual_close(&mut self) {
+        self.inner.manual_close()
+    }
+    fn register_metric(&mut self, definition: MetricDefinition) {
+        self.inner.register_metric(definition)
+    }
+}

@@ -1,0 +1,141 @@
+//! The `mlora` CLI: bad input is a one-line error naming the flag, exit code 2,
+//! nothing written; `--json` output parses.
+
+mod common;
+
+use assert_cmd::Command;
+use std::path::Path;
+
+fn mlora() -> Command {
+    Command::cargo_bin("mlora").unwrap()
+}
+
+/// Runs `mlora train` with quick settings plus `extra`; returns (code, stderr).
+fn train(out: &Path, extra: &[&str]) -> (i32, String) {
+    let assets = common::assets_dir();
+    let model = if extra.contains(&"--model") {
+        vec![]
+    } else {
+        vec!["--model".to_string(), assets.display().to_string()]
+    };
+    let mut args = vec!["train".to_string()];
+    args.extend(model);
+    args.extend([
+        "--layers".into(),
+        "1".into(),
+        "--train-n".into(),
+        "64".into(),
+        "--test-n".into(),
+        "32".into(),
+        "--rank".into(),
+        "4".into(),
+        "--quiet".into(),
+        "--out".into(),
+        out.display().to_string(),
+    ]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let output = mlora().args(&args).output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+#[test]
+fn bad_input_exits_2_with_a_one_line_error_and_writes_nothing() {
+    let dir = common::temp_dir("cli-bad");
+    let tiny_csv = dir.join("tiny.csv");
+    std::fs::write(
+        &tiny_csv,
+        "category,text\nfresh,good\nrotten,bad\nfresh,great\n",
+    )
+    .unwrap();
+    let tiny = tiny_csv.display().to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--method", "lorax"], "--method"),
+        (vec!["--ranks", "1,2,64"], "--rank"),
+        (vec!["--data", "/nonexistent/data.csv"], "--data"),
+        (vec!["--label-col", "sentiment"], "--label-col"),
+        (vec!["--data", &tiny], "--train-n"),
+        (vec!["--labels", ""], "--labels"),
+        (vec!["--model", "/nonexistent/model"], "--model"),
+        (vec!["--scaling", "cubic"], "--scaling"),
+        (vec!["--backend", "tpu"], "--backend"),
+    ];
+    for (i, (extra, flag)) in cases.into_iter().enumerate() {
+        let out = dir.join(format!("out{i}"));
+        let (code, stderr) = train(&out, &extra);
+        assert_eq!(code, 2, "{extra:?}: exit {code}, stderr: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{extra:?}: expected one line, got: {stderr}"
+        );
+        assert!(lines[0].starts_with("error:"), "{stderr}");
+        assert!(
+            lines[0].contains(flag),
+            "{extra:?}: `{}` does not name {flag}",
+            lines[0]
+        );
+        assert!(!out.exists(), "{extra:?}: --out was written");
+    }
+}
+
+#[test]
+fn json_report_parses_and_eval_reproduces_it() {
+    let dir = common::temp_dir("cli-json");
+    let out = dir.join("run");
+    let (code, stderr) = train(&out, &["--json", "--method", "matryoshka"]);
+    assert_eq!(code, 0, "{stderr}");
+    for f in ["report.json", "adapter.bpk", "curve.png", "curve.svg"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    for key in [
+        "method",
+        "head_mode",
+        "max_rank",
+        "ranks",
+        "accuracy",
+        "loss",
+        "aurac_log2",
+        "aurac_linear",
+        "scaling",
+        "seed",
+        "train_steps",
+        "ms_per_step",
+        "eval_seconds",
+        "peak_rss_mb",
+        "config",
+    ] {
+        assert!(report.get(key).is_some(), "report.json lacks `{key}`");
+    }
+    assert_eq!(report["ranks"], serde_json::json!([1, 2, 4]));
+
+    // `eval` on the saved adapter gives the same per-rank accuracies.
+    let assets = common::assets_dir();
+    let output = mlora()
+        .args([
+            "eval",
+            "--adapter",
+            &out.display().to_string(),
+            "--model",
+            &assets.display().to_string(),
+        ])
+        .args(["--test-n", "32", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let evaluated: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let a: Vec<f64> = serde_json::from_value(report["accuracy"].clone()).unwrap();
+    let b: Vec<f64> = serde_json::from_value(evaluated["accuracy"].clone()).unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-6, "train report {a:?} vs eval {b:?}");
+    }
+}
