@@ -20,6 +20,9 @@ use burn::prelude::*;
 /// assert!(layer.is_adapted());
 /// # Ok::<(), matryoshka_lora::AdapterError>(())
 /// ```
+// One per projection, so the size difference costs nothing worth a Box
+// (which burn's Module derive does not traverse).
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum AdaptableLinear {
     /// A plain `Linear` (frozen or not, as the model decides).

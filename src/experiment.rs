@@ -306,11 +306,13 @@ pub fn run(config: &RunConfig, data: &PreparedData, quiet: bool) -> Result<RunOu
             &options,
             renderer(quiet, "probe", config.batch),
         )?;
+        // burn-train hands back the validation (non-autodiff) module: `train()`
+        // re-enables autodiff with the new gradient settings.
         task = trained
             .task
-            .to_device(&device)
             .freeze_group(head)
-            .unfreeze_group(ParamGroup::from_any_predicates(vec!["lora_a", "lora_b"]));
+            .unfreeze_group(ParamGroup::from_any_predicates(vec!["lora_a", "lora_b"]))
+            .train();
     }
 
     let plan = StepPlan {

@@ -51,3 +51,33 @@ fn every_method_beats_chance_and_reports_consistent_aurac() {
         assert!(report.ms_per_step > 0.0 && report.eval_seconds > 0.0 && report.peak_rss_mb > 0.0);
     }
 }
+
+#[test]
+fn probe_head_mode_trains_head_then_adapters() {
+    let mut config = quick_config();
+    config.head_mode = "probe".into();
+    let data = prepare_data(&config).unwrap();
+    let positives = data.test.iter().filter(|e| e.label == 1).count() as f64;
+    let majority =
+        100.0 * positives.max(data.test.len() as f64 - positives) / data.test.len() as f64;
+    let outcome = run(&config, &data, true).unwrap();
+    let report = outcome.report;
+    println!("probe matryoshka: acc {:?}", report.accuracy);
+    assert_eq!(report.head_mode, "probe");
+    assert!(
+        report.accuracy[3] > majority + 3.0,
+        "{:?} vs majority {majority:.1}",
+        report.accuracy
+    );
+    // adapters trained (B moved off 0) in the second phase
+    let layer = &outcome.model.encoder.layers[0];
+    let b = layer
+        .attention
+        .query
+        .adapted()
+        .unwrap()
+        .adapter
+        .lora_b
+        .val();
+    assert!(b.abs().max().into_scalar::<f32>() > 0.0);
+}

@@ -3,6 +3,7 @@
 use burn::module::Module;
 use burn::nn::{Embedding, LayerNorm};
 use burn::prelude::*;
+use burn::tensor::s;
 
 /// `LayerNorm(word[ids] + position[0..T] + token_type[0])`, all frozen.
 #[derive(Module, Debug)]
@@ -26,13 +27,13 @@ impl BertEmbeddings {
             .position
             .weight
             .val()
-            .slice([0..t])
+            .slice(s![0..t, ..])
             .unsqueeze_dim::<3>(0);
         let token_type = self
             .token_type
             .weight
             .val()
-            .slice([0..1])
+            .slice(s![0..1, ..])
             .unsqueeze_dim::<3>(0);
         self.norm.forward(words + positions + token_type)
     }

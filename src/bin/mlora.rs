@@ -339,7 +339,8 @@ fn print_table(reports: &[Report]) {
         }
     }
     println!("{}", "-".repeat(header.len()));
-    let rows: [(&str, fn(&Report) -> String); 4] = [
+    type Row = (&'static str, fn(&Report) -> String);
+    let rows: [Row; 4] = [
         ("AURAC log2", |r| format!("{:.2}%", r.aurac_log2)),
         ("AURAC linear", |r| format!("{:.2}%", r.aurac_linear)),
         ("ms/step", |r| format!("{:.1}", r.ms_per_step)),

@@ -2,9 +2,7 @@
 
 use super::learner_model::{RankedLearnerModel, StepPlan};
 use super::metric_log::MetricLog;
-use super::metrics::{
-    AuracMetric, RankAccuracyMetric, RankLossMetric, rank_accuracy_name, rank_loss_name,
-};
+use super::metrics::{AuracMetric, RankAccuracyMetric, RankLossMetric, rank_loss_name};
 use super::schedule::LinearWarmupDecay;
 use super::task::RankedTask;
 use super::timing::{SplitTimes, Timed};
@@ -162,7 +160,6 @@ pub fn fit<T: RankedTask>(
         {
             return Err(FitError::NonFiniteLoss(loss));
         }
-        let _ = rank_accuracy_name(k);
     }
     Ok(FitResult {
         task: result.model.task,
