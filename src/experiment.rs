@@ -301,7 +301,8 @@ pub fn run(config: &RunConfig, data: &PreparedData, quiet: bool) -> Result<RunOu
         let trained = fit(
             probe,
             plan,
-            train_loader(config.seed),
+            // the probe epoch shuffles with its own stream
+            train_loader(config.seed.wrapping_add(0x9e37_79b9)),
             valid_loader.clone(),
             &options,
             renderer(quiet, "probe", config.batch),
@@ -334,7 +335,7 @@ pub fn run(config: &RunConfig, data: &PreparedData, quiet: bool) -> Result<RunOu
     let result = fit(
         task,
         plan,
-        train_loader(config.seed + 1),
+        train_loader(config.seed),
         valid_loader,
         &options,
         renderer(quiet, method.name(), config.batch),
