@@ -12,7 +12,6 @@ use crate::data::{
 };
 use crate::error::AdapterError;
 use crate::inject::Targets;
-use crate::method::RankSampler;
 use crate::report::{Report, RunConfig, peak_rss_mb, reset_peak_rss};
 use crate::scaling::Scaling;
 use crate::train::{
@@ -25,7 +24,6 @@ use burn::module::{Module, ParamGroup};
 use burn::prelude::*;
 use burn::train::renderer::MetricsRenderer;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use thiserror::Error;
 
@@ -270,25 +268,17 @@ pub fn run(config: &RunConfig, data: &PreparedData, quiet: bool) -> Result<RunOu
         .set_device(device.clone())
         .build(InMemDataset::new(data.test.clone()));
     let steps_per_epoch = data.train.len().div_ceil(config.batch);
-    let adapter = config.adapter_config()?;
-    let rank_set = adapter.rank_set()?;
-    let sampler = |seed: u64| {
-        Arc::new(Mutex::new(RankSampler::new(
-            &adapter.method,
-            &rank_set,
-            seed,
-        )))
-    };
+    let rank_set = config.adapter_config()?.rank_set()?;
 
     if config.head()? == HeadMode::Probe {
         // One linear-probe epoch: only the head trains, adapters (B = 0) frozen.
         let head = ParamGroup::from_predicate("head.");
         let probe = task.freeze().unfreeze_group(head.clone());
-        let plan = StepPlan {
-            method: TrainMethod::Lora,
-            ranks: vec![config.rank],
-            sampler: sampler(config.seed),
-        };
+        let plan = StepPlan::new(
+            TrainMethod::Lora,
+            &crate::RankSet::single(config.rank)?,
+            config.seed,
+        );
         let options = FitOptions {
             lr: config.lr,
             grad_clip: None,
@@ -316,11 +306,7 @@ pub fn run(config: &RunConfig, data: &PreparedData, quiet: bool) -> Result<RunOu
             .train();
     }
 
-    let plan = StepPlan {
-        method,
-        ranks: config.ranks.clone(),
-        sampler: sampler(config.seed),
-    };
+    let plan = StepPlan::new(method, &rank_set, config.seed);
     let options = FitOptions {
         lr: config.lr,
         weight_decay: config.weight_decay,
@@ -392,15 +378,12 @@ pub fn evaluate_ranks(
     batch_size: usize,
     device: &Device,
 ) -> Result<(Vec<f64>, Vec<f64>), RunError> {
-    let plan = StepPlan {
-        method: TrainMethod::Matryoshka,
-        ranks: ranks.to_vec(),
-        sampler: Arc::new(Mutex::new(RankSampler::new(
-            &crate::method::AdapterMethod::Lora,
-            &crate::RankSet::single(1)?,
-            0,
-        ))),
-    };
+    let max_rank = ranks.iter().copied().max().unwrap_or(0);
+    let plan = StepPlan::new(
+        TrainMethod::Matryoshka,
+        &crate::RankSet::new(max_rank, ranks.to_vec())?,
+        0,
+    );
     let wrapped = crate::train::RankedLearnerModel::new(model.clone(), plan)?;
     let batcher = TextBatcher::default();
     let mut scores = vec![0.0; ranks.len()];

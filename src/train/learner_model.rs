@@ -5,6 +5,7 @@ use super::objective::TrainMethod;
 use super::task::{RankedBatchOutput, RankedTask};
 use crate::active_rank::{ActiveRank, AdaptedModule};
 use crate::method::RankSampler;
+use crate::rank_set::RankSet;
 use burn::module::Module;
 use burn::prelude::*;
 use burn::train::ItemLazy;
@@ -23,6 +24,21 @@ pub struct StepPlan {
     /// DyLoRA's seeded rank sampler (shared by clones of the model, so every
     /// step draws the next rank of one sequence).
     pub sampler: Arc<Mutex<RankSampler>>,
+}
+
+impl StepPlan {
+    /// A plan for `method` over the rank set `set`, DyLoRA draws seeded by `seed`.
+    pub fn new(method: TrainMethod, set: &RankSet, seed: u64) -> Self {
+        Self {
+            method,
+            ranks: set.ranks().to_vec(),
+            sampler: Arc::new(Mutex::new(RankSampler::new(
+                &method.adapter_method(),
+                set,
+                seed,
+            ))),
+        }
+    }
 }
 
 /// A [`RankedTask`] wrapped for burn-train's `Learner`.
