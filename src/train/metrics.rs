@@ -14,14 +14,12 @@ use std::sync::Arc;
 /// rank and the example count.
 #[derive(Debug, Clone)]
 pub struct PerRankInput {
-    ranks: Vec<usize>,
     output: PerRankOutput,
 }
 
 impl Adaptor<PerRankInput> for PerRankOutput {
     fn adapt(&self) -> PerRankInput {
         PerRankInput {
-            ranks: self.ranks.clone(),
             output: self.clone(),
         }
     }
@@ -239,12 +237,12 @@ impl Metric for AuracMetric {
         item: &PerRankInput,
         _: &MetricMetadata,
     ) -> Result<SerializedEntry, TensorReadError> {
-        if self.scores.len() != item.ranks.len() {
-            self.scores = vec![0.0; item.ranks.len()];
+        if self.scores.len() != item.output.ranks.len() {
+            self.scores = vec![0.0; item.output.ranks.len()];
             self.count = 0;
         }
         let mut count = 0;
-        for i in 0..item.ranks.len() {
+        for i in 0..item.output.ranks.len() {
             let (_, score, n) = item.at(i)?;
             self.scores[i] += score;
             count = n;
@@ -252,7 +250,7 @@ impl Metric for AuracMetric {
         self.count += count;
         // The state holds the epoch-cumulative AURAC; reset it so that its
         // running mean is exactly that value.
-        let value = self.current(&item.ranks);
+        let value = self.current(&item.output.ranks);
         self.state.reset();
         self.state.update(value, self.count);
         Ok(self

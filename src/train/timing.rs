@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 struct TimesState {
     current: Option<(String, Instant)>,
-    /// (split name, items, wall time) in order.
-    splits: Vec<(String, usize, Duration)>,
-    items: usize,
+    /// (split name, wall time) in order.
+    splits: Vec<(String, Duration)>,
 }
 
 /// The wall time of every split a run went through (`train`, `valid`, ...).
@@ -32,8 +31,8 @@ impl SplitTimes {
             .map(|s| {
                 s.splits
                     .iter()
-                    .filter(|(n, _, _)| n.eq_ignore_ascii_case(name))
-                    .map(|(_, _, d)| d.as_secs_f64())
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, d)| d.as_secs_f64())
                     .sum()
             })
             .unwrap_or(0.0)
@@ -48,8 +47,8 @@ impl SplitTimes {
                 s.splits
                     .iter()
                     .rev()
-                    .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
-                    .map(|(_, _, d)| d.as_secs_f64())
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, d)| d.as_secs_f64())
             })
             .unwrap_or(0.0)
     }
@@ -57,13 +56,6 @@ impl SplitTimes {
     fn start(&self, name: &str) {
         if let Ok(mut s) = self.state.lock() {
             s.current = Some((name.to_string(), Instant::now()));
-            s.items = 0;
-        }
-    }
-
-    fn items(&self, n: usize) {
-        if let Ok(mut s) = self.state.lock() {
-            s.items = n;
         }
     }
 
@@ -71,8 +63,7 @@ impl SplitTimes {
         if let Ok(mut s) = self.state.lock()
             && let Some((name, t0)) = s.current.take()
         {
-            let items = s.items;
-            s.splits.push((name, items, t0.elapsed()));
+            s.splits.push((name, t0.elapsed()));
         }
     }
 }
@@ -119,7 +110,6 @@ impl TrainingProgressLogger for Timed {
         self.inner.start_split(split, total_items)
     }
     fn update_split(&mut self, items_processed: usize) {
-        self.times.items(items_processed);
         self.inner.update_split(items_processed)
     }
     fn end_split(&mut self) {
