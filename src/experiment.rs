@@ -237,6 +237,8 @@ pub struct RunOutcome {
     pub report: Report,
     /// The trained classifier.
     pub model: SequenceClassifier,
+    /// Wall times of the main training run's splits and steps.
+    pub times: crate::train::SplitTimes,
 }
 
 fn renderer(quiet: bool, label: &str, batch: usize) -> Box<dyn MetricsRenderer> {
@@ -244,6 +246,15 @@ fn renderer(quiet: bool, label: &str, batch: usize) -> Box<dyn MetricsRenderer> 
         Box::new(QuietRenderer)
     } else {
         Box::new(ProgressRenderer::new(label, batch))
+    }
+}
+
+/// Removes burn-train's scratch directory when a run ends, however it ends.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -256,6 +267,7 @@ pub fn run(config: &RunConfig, data: &PreparedData, quiet: bool) -> Result<RunOu
     let device = backend.device()?.autodiff();
     let mut task = build_classifier(config, data.labels.len(), &device)?;
     let artifact_dir = std::env::temp_dir().join(format!("mlora-learner-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(artifact_dir.clone());
     let train_loader = |seed: u64| {
         DataLoaderBuilder::new(TextBatcher::default())
             .batch_size(config.batch)
@@ -366,6 +378,7 @@ pub fn run(config: &RunConfig, data: &PreparedData, quiet: bool) -> Result<RunOu
     Ok(RunOutcome {
         report,
         model: result.task,
+        times: result.times,
     })
 }
 

@@ -139,3 +139,44 @@ fn json_report_parses_and_eval_reproduces_it() {
         assert!((x - y).abs() < 1e-6, "train report {a:?} vs eval {b:?}");
     }
 }
+
+#[test]
+fn bench_rt_prints_timings_as_json() {
+    let assets = common::assets_dir();
+    let output = mlora()
+        .args(["bench", "rt", "--model", &assets.display().to_string()])
+        .args([
+            "--layers", "1", "--steps", "2", "--warmup", "1", "--test-n", "16",
+        ])
+        .args(["--method", "lora", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(r["bench"], "rt");
+    assert_eq!(r["steps"], 2);
+    assert_eq!(r["warmup"], 1);
+    assert_eq!(r["test_rows"], 16);
+    assert_eq!(r["ranks"], serde_json::json!([1, 2, 4, 8, 16, 32]));
+    for key in [
+        "ms_per_step",
+        "ms_per_step_all",
+        "eval_seconds",
+        "peak_rss_mb",
+    ] {
+        let v = r[key].as_f64().unwrap_or(f64::NAN);
+        assert!(v.is_finite() && v > 0.0, "{key} = {v}");
+    }
+
+    let bad = mlora()
+        .args(["bench", "rt", "--model", &assets.display().to_string()])
+        .args(["--steps", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--steps"));
+}

@@ -6,6 +6,8 @@ use burn::nn::LayerNorm;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
+use super::tokens::TokenLayout;
+
 /// Multi-head self-attention, `LayerNorm(x + dense(attn(x)))`.
 ///
 /// Hugging Face names: `attention.self.{query,key,value}`, `attention.output.dense`,
@@ -27,21 +29,23 @@ pub struct BertSelfAttention {
 }
 
 impl BertSelfAttention {
-    /// `x`: `[B, T, d]`; `mask_bias`: `[B, 1, 1, T]`, 0 for tokens and a large
-    /// negative number for padding. Returns `[B, T, d]`.
-    pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
-        let [b, t, d] = x.dims();
-        let h = self.n_heads;
+    /// `x`: `[N, d]`, the real tokens packed by `tokens` (see [`TokenLayout`]).
+    /// The projections run on the `N` tokens; the score and context products on
+    /// the padded `[B, h, T, T]` layout with `tokens.mask_bias`. Returns `[N, d]`.
+    pub fn forward(&self, x: Tensor<2>, tokens: &TokenLayout) -> Tensor<2> {
+        let [_, d] = x.dims();
+        let (b, t, h) = (tokens.batch, tokens.len, self.n_heads);
         let hd = d / h;
-        let heads = |y: Tensor<3>| y.reshape([b, t, h, hd]).swap_dims(1, 2);
+        let heads = |y: Tensor<2>| tokens.unpack(y).reshape([b, t, h, hd]).swap_dims(1, 2);
         let q = heads(self.query.forward(x.clone()));
         let k = heads(self.key.forward(x.clone()));
         let v = heads(self.value.forward(x.clone()));
-        let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt() + mask_bias;
+        let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt() + tokens.mask_bias.clone();
         let context = softmax(scores, 3)
             .matmul(v)
             .swap_dims(1, 2)
-            .reshape([b, t, d]);
-        self.norm.forward(self.output.forward(context) + x)
+            .reshape([b * t, d]);
+        self.norm
+            .forward(self.output.forward(tokens.pack(context)) + x)
     }
 }

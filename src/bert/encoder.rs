@@ -5,6 +5,7 @@ use super::attention::BertSelfAttention;
 use super::config::BertConfig;
 use super::embeddings::BertEmbeddings;
 use super::layer::BertLayer;
+use super::tokens::TokenLayout;
 use super::weights::{LoadError, WeightFile};
 use crate::adaptable::AdaptableLinear;
 use crate::adapter::MatryoshkaConfig;
@@ -121,16 +122,19 @@ impl BertEncoder {
     }
 
     /// Last hidden states. `ids`, `mask`: `[B, T]` (mask 1 for tokens, 0 for
-    /// padding) -> `[B, T, d]`.
+    /// padding) -> `[B, T, d]`, zero at padding positions: the layers compute on
+    /// the real tokens only ([`TokenLayout`]), so a padding position has no
+    /// hidden state (Hugging Face's values there are never used either).
     pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2, Int>) -> Tensor<3> {
-        let [b, t] = mask.dims();
-        // 0 where attended, -1e9 where padded: [B, 1, 1, T].
-        let mask_bias = (mask.float() - 1.0).mul_scalar(1e9).reshape([b, 1, 1, t]);
-        let mut h = self.embeddings.forward(ids);
+        let tokens = TokenLayout::from_mask(mask);
+        let (b, t) = (tokens.batch, tokens.len);
+        let h = self.embeddings.forward(ids);
+        let d = h.dims()[2];
+        let mut h = tokens.pack(h.reshape([b * t, d]));
         for layer in &self.layers {
-            h = layer.forward(h, mask_bias.clone());
+            h = layer.forward(h, &tokens);
         }
-        h
+        tokens.unpack(h).reshape([b, t, d])
     }
 
     /// Every linear layer with its Hugging Face module path.

@@ -5,7 +5,9 @@ use crate::adaptable::AdaptableLinear;
 use burn::module::Module;
 use burn::nn::LayerNorm;
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
+
+use super::gelu::gelu;
+use super::tokens::TokenLayout;
 
 /// Attention then the feed-forward block `LayerNorm(h + output(gelu(intermediate(h))))`
 /// (exact erf GELU, post-LayerNorm).
@@ -22,9 +24,9 @@ pub struct BertLayer {
 }
 
 impl BertLayer {
-    /// `x`: `[B, T, d]`, `mask_bias`: `[B, 1, 1, T]` -> `[B, T, d]`.
-    pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
-        let h = self.attention.forward(x, mask_bias);
+    /// `x`: `[N, d]`, the real tokens packed by `tokens` -> `[N, d]`.
+    pub fn forward(&self, x: Tensor<2>, tokens: &TokenLayout) -> Tensor<2> {
+        let h = self.attention.forward(x, tokens);
         let ffn = self
             .output
             .forward(gelu(self.intermediate.forward(h.clone())));

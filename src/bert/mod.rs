@@ -5,12 +5,16 @@ mod attention;
 mod config;
 mod embeddings;
 mod encoder;
+mod gelu;
 mod layer;
+mod tokens;
 mod weights;
 
 pub use attention::BertSelfAttention;
 pub use config::BertConfig;
 pub use embeddings::BertEmbeddings;
 pub use encoder::{BertEncoder, DEFAULT_TARGETS, mean_pool};
+pub use gelu::gelu;
 pub use layer::BertLayer;
+pub use tokens::TokenLayout;
 pub use weights::{LoadError, WeightFile};

@@ -64,6 +64,11 @@ enum Command {
         #[command(flatten)]
         out: OutArgs,
     },
+    /// Speed benchmarks (BENCHMARKS.md has the commands and figures).
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
     /// Plot rank (log2 axis) against accuracy for report.json files.
     Plot {
         /// report.json files (or compare.json arrays).
@@ -73,6 +78,63 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// RT protocol: `--warmup` + `--steps` training steps (batch 32, the RT
+    /// settings), then the full evaluation at every rank; prints ms/step (after
+    /// warm-up), eval seconds and peak RSS.
+    Rt(BenchRtArgs),
+}
+
+#[derive(Args, Clone)]
+struct BenchRtArgs {
+    /// Timed training steps.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// lora, dylora, matryoshka or matryoshka-exact.
+    #[arg(long, default_value = "matryoshka")]
+    method: String,
+    /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// Model directory (the fetched assets).
+    #[arg(long, default_value = "assets")]
+    model: PathBuf,
+    /// Test rows evaluated at every rank (PROTOCOL.md: 1000).
+    #[arg(long, default_value_t = 1000)]
+    test_n: usize,
+    /// Keep only the first N encoder layers.
+    #[arg(long)]
+    layers: Option<usize>,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `mlora bench rt` measured.
+#[derive(serde::Serialize)]
+struct RtBenchResult {
+    bench: &'static str,
+    method: String,
+    backend: String,
+    threads: usize,
+    warmup: usize,
+    steps: usize,
+    batch: usize,
+    test_rows: usize,
+    ranks: Vec<usize>,
+    /// Mean wall ms of the timed steps.
+    ms_per_step: f64,
+    /// Mean wall ms over every step, warm-up included (what torch_rt.py reports).
+    ms_per_step_all: f64,
+    /// Wall seconds of the evaluation at every rank.
+    eval_seconds: f64,
+    peak_rss_mb: f64,
 }
 
 #[derive(Args, Clone)]
@@ -100,10 +162,10 @@ struct DataArgs {
     /// Row i is test if i % N == 0.
     #[arg(long, default_value_t = 5)]
     test_every: usize,
-    /// First N train rows.
+    /// First N train rows (default: 4000 for the default RT data, else all).
     #[arg(long)]
     train_n: Option<usize>,
-    /// First N test rows.
+    /// First N test rows (default: 1000 for the default RT data, else all).
     #[arg(long)]
     test_n: Option<usize>,
     /// Truncate to this many tokens.
@@ -257,8 +319,15 @@ impl DataArgs {
         config.text_col = self.text_col.clone();
         config.label_col = self.label_col.clone();
         config.test_every = self.test_every;
-        config.train_n = self.train_n;
-        config.test_n = self.test_n;
+        // The RT protocol's default sizes apply to its own data only; a user's
+        // --data is used in full unless capped.
+        let (train_n, test_n) = if self.data.is_none() {
+            (Some(4000), Some(1000))
+        } else {
+            (None, None)
+        };
+        config.train_n = self.train_n.or(train_n);
+        config.test_n = self.test_n.or(test_n);
         config.max_len = self.max_len;
     }
 }
@@ -518,6 +587,70 @@ fn eval_cmd(
     Ok(())
 }
 
+fn bench_rt_cmd(args: BenchRtArgs) -> Result<(), Failure> {
+    if args.steps == 0 {
+        return Err(bad("--steps must be at least 1".into()));
+    }
+    let mut config = RunConfig::rt_protocol(&args.model);
+    config.method = args.method.clone();
+    config.backend = args.backend.clone();
+    config.layers = args.layers;
+    config.train_n = Some(config.batch * (args.steps + args.warmup));
+    config.test_n = Some(args.test_n);
+    config.validate().map_err(|e| match e {
+        RunError::Invalid(msg) if msg.contains("unknown method") => bad(format!("--method: {msg}")),
+        other => other.into(),
+    })?;
+    let data = prepare_data(&config)?;
+    let outcome = run(&config, &data, true)?;
+    let ms_per_step = outcome
+        .times
+        .steady_ms_per_step(args.warmup)
+        .ok_or_else(|| Failure {
+            code: 1,
+            message: "no timed training steps were recorded".into(),
+        })?;
+    let result = RtBenchResult {
+        bench: "rt",
+        method: outcome.report.method.clone(),
+        backend: config.backend.clone(),
+        threads: std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+            .unwrap_or(1),
+        warmup: args.warmup,
+        steps: args.steps,
+        batch: config.batch,
+        test_rows: data.test.len(),
+        ranks: config.ranks.clone(),
+        ms_per_step,
+        ms_per_step_all: outcome.times.steady_ms_per_step(0).unwrap_or(f64::NAN),
+        eval_seconds: outcome.report.eval_seconds,
+        peak_rss_mb: outcome.report.peak_rss_mb,
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&result).unwrap_or_default()
+        );
+    } else {
+        println!(
+            "rt {} on {}: {:.1} ms/step ({} steps after {} warm-up), eval of {} rows at {} ranks {:.2} s, peak RSS {:.0} MiB",
+            result.method,
+            result.backend,
+            result.ms_per_step,
+            result.steps,
+            result.warmup,
+            result.test_rows,
+            result.ranks.len(),
+            result.eval_seconds,
+            result.peak_rss_mb
+        );
+    }
+    Ok(())
+}
+
 fn plot_cmd(paths: Vec<PathBuf>, output: PathBuf) -> Result<(), Failure> {
     let mut reports = Vec::new();
     for p in &paths {
@@ -551,6 +684,9 @@ fn main() -> ExitCode {
             backend,
             json,
         } => eval_cmd(adapter, data, eval_batch, backend, json),
+        Command::Bench {
+            which: BenchCommand::Rt(args),
+        } => bench_rt_cmd(args),
         Command::Plot { reports, output } => plot_cmd(reports, output),
     };
     match result {

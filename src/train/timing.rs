@@ -15,6 +15,9 @@ struct TimesState {
     current: Option<(String, Instant)>,
     /// (split name, wall time) in order.
     splits: Vec<(String, Duration)>,
+    /// When the current (or last) train split started and when each of its
+    /// steps was reported done.
+    train_marks: Vec<Instant>,
 }
 
 /// The wall time of every split a run went through (`train`, `valid`, ...).
@@ -24,7 +27,7 @@ pub struct SplitTimes {
 }
 
 impl SplitTimes {
-    /// `(total seconds, number of splits)` spent in splits named `name`.
+    /// Total seconds spent in splits named `name`.
     pub fn seconds(&self, name: &str) -> f64 {
         self.state
             .lock()
@@ -53,9 +56,37 @@ impl SplitTimes {
             .unwrap_or(0.0)
     }
 
+    /// Mean milliseconds per step of the last train split, leaving out its
+    /// first `warmup` steps (`None` when it had no more than `warmup` steps).
+    pub fn steady_ms_per_step(&self, warmup: usize) -> Option<f64> {
+        let s = self.state.lock().ok()?;
+        // marks[0] is the split start, marks[i] the end of step i.
+        let steps = s.train_marks.len().checked_sub(1)?;
+        if steps <= warmup {
+            return None;
+        }
+        let from = s.train_marks[warmup];
+        let to = *s.train_marks.last()?;
+        Some(1000.0 * to.duration_since(from).as_secs_f64() / (steps - warmup) as f64)
+    }
+
     fn start(&self, name: &str) {
         if let Ok(mut s) = self.state.lock() {
-            s.current = Some((name.to_string(), Instant::now()));
+            let now = Instant::now();
+            if name.eq_ignore_ascii_case("train") {
+                s.train_marks = vec![now];
+            }
+            s.current = Some((name.to_string(), now));
+        }
+    }
+
+    fn step_done(&self) {
+        if let Ok(mut s) = self.state.lock()
+            && s.current
+                .as_ref()
+                .is_some_and(|(n, _)| n.eq_ignore_ascii_case("train"))
+        {
+            s.train_marks.push(Instant::now());
         }
     }
 
@@ -110,6 +141,7 @@ impl TrainingProgressLogger for Timed {
         self.inner.start_split(split, total_items)
     }
     fn update_split(&mut self, items_processed: usize) {
+        self.times.step_done();
         self.inner.update_split(items_processed)
     }
     fn end_split(&mut self) {
@@ -164,5 +196,32 @@ impl MetricsRenderer for Timed {
     }
     fn register_metric(&mut self, definition: MetricDefinition) {
         self.inner.register_metric(definition)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steady_step_time_skips_warmup_and_needs_steps() {
+        let times = SplitTimes::default();
+        assert_eq!(times.steady_ms_per_step(0), None);
+        times.start("train");
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(2));
+            times.step_done();
+        }
+        times.end();
+        // Steps reported outside a train split are not train steps.
+        times.start("valid");
+        times.step_done();
+        times.end();
+        assert_eq!(times.steady_ms_per_step(3), None);
+        let all = times.steady_ms_per_step(0).unwrap();
+        let steady = times.steady_ms_per_step(1).unwrap();
+        assert!(all >= 2.0 && steady >= 2.0, "{all} {steady}");
+        assert!(times.seconds("train") >= 0.006);
+        assert!(times.seconds("valid") >= 0.0);
     }
 }

@@ -21,10 +21,32 @@ pub fn rt_csv() -> PathBuf {
     assets_dir().join("rotten_tomatoes_corpus_full.csv.bz2")
 }
 
-/// A fresh, empty temporary directory for one test.
-pub fn temp_dir(name: &str) -> PathBuf {
+/// A temporary directory removed (with its contents) when dropped.
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh, empty temporary directory for one test, removed at the end of it.
+pub fn temp_dir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("mlora-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
