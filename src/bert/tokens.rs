@@ -90,15 +90,15 @@ mod tests {
         );
         let packed = layout.pack(x);
         assert_eq!(
-            packed.to_data().to_vec::<f32>().unwrap(),
+            packed.to_data().try_to_vec::<f32>().unwrap(),
             vec![1.0, 2.0, 3.0, 4.0, 7.0, 8.0]
         );
-        let back = layout.unpack(packed).into_data().to_vec::<f32>().unwrap();
+        let back = layout.unpack(packed).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(
             back,
             vec![1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 7.0, 8.0, 0.0, 0.0, 0.0, 0.0]
         );
-        let bias = layout.mask_bias.into_data().to_vec::<f32>().unwrap();
+        let bias = layout.mask_bias.into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(bias, vec![0.0, 0.0, -1e9, 0.0, -1e9, -1e9]);
     }
 
