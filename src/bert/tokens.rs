@@ -93,7 +93,11 @@ mod tests {
             packed.to_data().try_to_vec::<f32>().unwrap(),
             vec![1.0, 2.0, 3.0, 4.0, 7.0, 8.0]
         );
-        let back = layout.unpack(packed).into_data().try_to_vec::<f32>().unwrap();
+        let back = layout
+            .unpack(packed)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         assert_eq!(
             back,
             vec![1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 7.0, 8.0, 0.0, 0.0, 0.0, 0.0]
