@@ -71,30 +71,20 @@ fn forward_backward(c: &mut Criterion) {
             )
             .expect("valid bench adapter");
             let burn_lora: Linear = base.clone().apply_lora(Lora::new(RANK, RANK as f64));
-            group.bench_function(BenchmarkId::from_parameter("dense-frozen"), |b| {
-                b.iter(|| {
-                    let x = x();
-                    black_box(step(base.forward(x.clone()), &x))
-                })
-            });
-            group.bench_function(BenchmarkId::from_parameter("lora"), |b| {
-                b.iter(|| {
-                    let x = x();
-                    black_box(step(lora.forward(x.clone()), &x))
-                })
-            });
-            group.bench_function(BenchmarkId::from_parameter("matryoshka"), |b| {
-                b.iter(|| {
-                    let x = x();
-                    black_box(step(matryoshka.forward(x.clone()), &x))
-                })
-            });
-            group.bench_function(BenchmarkId::from_parameter("burn-apply_lora"), |b| {
-                b.iter(|| {
-                    let x = x();
-                    black_box(step(burn_lora.forward(x.clone()), &x))
-                })
-            });
+            let variants: [(&str, &dyn Fn(Tensor<2>) -> Tensor<2>); 4] = [
+                ("dense-frozen", &|x| base.forward(x)),
+                ("lora", &|x| lora.forward(x)),
+                ("matryoshka", &|x| matryoshka.forward(x)),
+                ("burn-apply_lora", &|x| burn_lora.forward(x)),
+            ];
+            for (variant, forward) in variants {
+                group.bench_function(BenchmarkId::from_parameter(variant), |b| {
+                    b.iter(|| {
+                        let x = x();
+                        black_box(step(forward(x.clone()), &x))
+                    })
+                });
+            }
             group.finish();
         }
     }

@@ -10,6 +10,17 @@ fn mlora() -> Command {
     Command::cargo_bin("mlora").unwrap()
 }
 
+/// Runs `command`, asserts it succeeded, and parses its stdout as JSON.
+fn json_of(command: &mut Command) -> serde_json::Value {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// Runs `mlora train` with quick settings plus `extra`; returns (code, stderr).
 fn train(out: &Path, extra: &[&str]) -> (i32, String) {
     let assets = common::assets_dir();
@@ -116,23 +127,16 @@ fn json_report_parses_and_eval_reproduces_it() {
 
     // `eval` on the saved adapter gives the same per-rank accuracies.
     let assets = common::assets_dir();
-    let output = mlora()
-        .args([
-            "eval",
-            "--adapter",
-            &out.display().to_string(),
-            "--model",
-            &assets.display().to_string(),
-        ])
-        .args(["--test-n", "32", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let evaluated: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut eval = mlora();
+    eval.args([
+        "eval",
+        "--adapter",
+        &out.display().to_string(),
+        "--model",
+        &assets.display().to_string(),
+    ])
+    .args(["--test-n", "32", "--json"]);
+    let evaluated = json_of(&mut eval);
     let a: Vec<f64> = serde_json::from_value(report["accuracy"].clone()).unwrap();
     let b: Vec<f64> = serde_json::from_value(evaluated["accuracy"].clone()).unwrap();
     for (x, y) in a.iter().zip(&b) {
@@ -143,20 +147,14 @@ fn json_report_parses_and_eval_reproduces_it() {
 #[test]
 fn bench_rt_prints_timings_as_json() {
     let assets = common::assets_dir();
-    let output = mlora()
+    let mut bench = mlora();
+    bench
         .args(["bench", "rt", "--model", &assets.display().to_string()])
         .args([
             "--layers", "1", "--steps", "2", "--warmup", "1", "--test-n", "16",
         ])
-        .args(["--method", "lora", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        .args(["--method", "lora", "--json"]);
+    let r = json_of(&mut bench);
     assert_eq!(r["bench"], "rt");
     assert_eq!(r["steps"], 2);
     assert_eq!(r["warmup"], 1);

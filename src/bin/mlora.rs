@@ -358,20 +358,23 @@ impl RunArgs {
         c.epochs = self.epochs;
         c.seed = self.seed;
         c.backend = self.backend.clone();
-        c.validate().map_err(|e| match e {
-            RunError::Invalid(msg) if msg.contains("unknown method") => {
-                bad(format!("--method: {msg}"))
-            }
-            RunError::Invalid(msg) if msg.contains("unknown head mode") => {
-                bad(format!("--head-mode: {msg}"))
-            }
-            RunError::Invalid(msg) if msg.contains("unknown scaling") => {
-                bad(format!("--scaling: {msg}"))
-            }
-            other => other.into(),
-        })?;
-        Ok(c)
+        validated(c)
     }
+}
+
+/// `config` once it validates; otherwise the error naming the flag at fault.
+fn validated(config: RunConfig) -> Result<RunConfig, Failure> {
+    config.validate().map_err(|e| match e {
+        RunError::Invalid(msg) if msg.contains("unknown method") => bad(format!("--method: {msg}")),
+        RunError::Invalid(msg) if msg.contains("unknown head mode") => {
+            bad(format!("--head-mode: {msg}"))
+        }
+        RunError::Invalid(msg) if msg.contains("unknown scaling") => {
+            bad(format!("--scaling: {msg}"))
+        }
+        other => other.into(),
+    })?;
+    Ok(config)
 }
 
 /// Refuses an --out that is an existing file, before any work.
@@ -597,10 +600,7 @@ fn bench_rt_cmd(args: BenchRtArgs) -> Result<(), Failure> {
     config.layers = args.layers;
     config.train_n = Some(config.batch * (args.steps + args.warmup));
     config.test_n = Some(args.test_n);
-    config.validate().map_err(|e| match e {
-        RunError::Invalid(msg) if msg.contains("unknown method") => bad(format!("--method: {msg}")),
-        other => other.into(),
-    })?;
+    let config = validated(config)?;
     let data = prepare_data(&config)?;
     let outcome = run(&config, &data, true)?;
     let ms_per_step = outcome
