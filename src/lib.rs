@@ -61,6 +61,8 @@ pub mod classifier;
 pub mod data;
 pub mod error;
 pub mod experiment;
+pub mod fused_ops;
+mod host_kernels;
 pub mod inject;
 pub mod linear;
 pub mod method;

@@ -1,10 +1,10 @@
 //! BERT self-attention block with its output projection and post-LayerNorm.
 
 use crate::adaptable::AdaptableLinear;
+use crate::fused_ops::FusedLayerNorm;
+use crate::fused_ops::softmax_last;
 use burn::module::Module;
-use burn::nn::LayerNorm;
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 
 use super::tokens::TokenLayout;
 
@@ -23,7 +23,7 @@ pub struct BertSelfAttention {
     /// `attention.output.dense`.
     pub output: AdaptableLinear,
     /// `attention.output.LayerNorm`.
-    pub norm: LayerNorm,
+    pub norm: FusedLayerNorm,
     /// Number of heads.
     pub n_heads: usize,
 }
@@ -37,11 +37,13 @@ impl BertSelfAttention {
         let (b, t, h) = (tokens.batch, tokens.len, self.n_heads);
         let hd = d / h;
         let heads = |y: Tensor<2>| tokens.unpack(y).reshape([b, t, h, hd]).swap_dims(1, 2);
-        let q = heads(self.query.forward(x.clone()));
+        // 1/√hd scales the packed queries ([N, d]) rather than the scores
+        // ([B, h, T, T], several times larger): one pass less each way.
+        let q = heads(self.query.forward(x.clone()).div_scalar((hd as f64).sqrt()));
         let k = heads(self.key.forward(x.clone()));
         let v = heads(self.value.forward(x.clone()));
-        let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt() + tokens.mask_bias.clone();
-        let context = softmax(scores, 3)
+        let scores = q.matmul(k.swap_dims(2, 3)) + tokens.mask_bias.clone();
+        let context = softmax_last(scores)
             .matmul(v)
             .swap_dims(1, 2)
             .reshape([b * t, d]);

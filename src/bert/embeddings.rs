@@ -1,7 +1,8 @@
 //! BERT embeddings: word + position + token type, then LayerNorm.
 
+use crate::fused_ops::FusedLayerNorm;
 use burn::module::Module;
-use burn::nn::{Embedding, LayerNorm};
+use burn::nn::Embedding;
 use burn::prelude::*;
 use burn::tensor::s;
 
@@ -15,7 +16,7 @@ pub struct BertEmbeddings {
     /// `[type_vocab, d]`; every token gets type 0 (single-segment input).
     pub token_type: Embedding,
     /// Post-sum LayerNorm.
-    pub norm: LayerNorm,
+    pub norm: FusedLayerNorm,
 }
 
 impl BertEmbeddings {

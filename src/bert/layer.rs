@@ -2,8 +2,8 @@
 
 use super::attention::BertSelfAttention;
 use crate::adaptable::AdaptableLinear;
+use crate::fused_ops::FusedLayerNorm;
 use burn::module::Module;
-use burn::nn::LayerNorm;
 use burn::prelude::*;
 
 use super::gelu::gelu;
@@ -20,7 +20,7 @@ pub struct BertLayer {
     /// `output.dense`: `[ffn, d]`.
     pub output: AdaptableLinear,
     /// `output.LayerNorm`.
-    pub norm: LayerNorm,
+    pub norm: FusedLayerNorm,
 }
 
 impl BertLayer {

@@ -1,7 +1,8 @@
 //! Reading named tensors from a Hugging Face `model.safetensors`.
 
+use crate::fused_ops::FusedLayerNorm;
 use burn::module::Param;
-use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 use std::path::{Path, PathBuf};
@@ -195,18 +196,19 @@ impl WeightFile {
         })
     }
 
-    /// A frozen `LayerNorm` from `{prefix}.weight` / `{prefix}.bias`.
+    /// A frozen [`FusedLayerNorm`] from `{prefix}.weight` / `{prefix}.bias`.
     pub fn layer_norm(
         &self,
         prefix: &str,
         d: usize,
         eps: f64,
         device: &Device,
-    ) -> Result<LayerNorm, LoadError> {
-        let mut norm = LayerNormConfig::new(d).with_epsilon(eps).init(device);
-        norm.gamma = self.param(&format!("{prefix}.weight"), [d], device)?;
-        norm.beta = Some(self.param(&format!("{prefix}.bias"), [d], device)?);
-        Ok(norm)
+    ) -> Result<FusedLayerNorm, LoadError> {
+        Ok(FusedLayerNorm {
+            gamma: self.param(&format!("{prefix}.weight"), [d], device)?,
+            beta: self.param(&format!("{prefix}.bias"), [d], device)?,
+            epsilon: eps,
+        })
     }
 
     /// A frozen `Embedding` from `{name}` `[n, d]`.
