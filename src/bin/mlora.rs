@@ -614,11 +614,8 @@ fn bench_rt_cmd(args: BenchRtArgs) -> Result<(), Failure> {
         bench: "rt",
         method: outcome.report.method.clone(),
         backend: config.backend.clone(),
-        threads: std::env::var("RAYON_NUM_THREADS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
-            .unwrap_or(1),
+        // The CPU backends and the fused kernels share rayon's global pool.
+        threads: rayon::current_num_threads(),
         warmup: args.warmup,
         steps: args.steps,
         batch: config.batch,
