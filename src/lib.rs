@@ -20,7 +20,7 @@
 //! - [`adapt_linears`]: attach adapters to the `Linear` layers of any burn model
 //!   by name, without changing its code.
 //! - [`AdaptedModule::with_active_rank`]: switch a whole model to rank `k`.
-//! - [`aurac`]: area under the rank-accuracy curve.
+//! - [`aurac()`]: area under the rank-accuracy curve.
 //!
 //! ```
 //! use burn::prelude::*;
