@@ -60,6 +60,16 @@ impl BackendKind {
             .collect()
     }
 
+    /// Whether `device` (with or without autodiff) is a device of one of this
+    /// build's CPU backends ([`BackendKind::compiled_cpu`]), whose tensors
+    /// live in host memory.
+    pub fn is_cpu_device(device: &Device) -> bool {
+        let inner = device.clone().inner();
+        Self::compiled_cpu()
+            .into_iter()
+            .any(|b| b.device().is_ok_and(|d| d == inner))
+    }
+
     /// A (non-autodiff) device of this backend; call `.autodiff()` to train.
     /// Errors when the build does not include the backend.
     #[allow(unreachable_code)]
@@ -136,6 +146,11 @@ mod tests {
                 let err = b.device().unwrap_err().to_string();
                 assert!(err.contains(b.feature()), "{err}");
             }
+        }
+        for b in BackendKind::compiled_cpu() {
+            let device = b.device().unwrap();
+            assert!(BackendKind::is_cpu_device(&device));
+            assert!(BackendKind::is_cpu_device(&device.autodiff()));
         }
     }
 }

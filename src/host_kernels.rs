@@ -22,22 +22,7 @@ pub(crate) const CHUNK: usize = 1 << 14;
 /// Whether `tensor` is an `f32` tensor of a CPU backend (flex or ndarray,
 /// with or without autodiff), whose values can be mapped in host memory.
 pub(crate) fn on_host<const D: usize>(tensor: &Tensor<D>) -> bool {
-    tensor.dtype() == DType::F32 && is_host_device(&tensor.device())
-}
-
-fn is_host_device(device: &Device) -> bool {
-    let inner = device.clone().inner();
-    #[cfg(feature = "flex")]
-    if inner == Device::flex() {
-        return true;
-    }
-    #[cfg(feature = "ndarray")]
-    #[allow(deprecated)]
-    if inner == Device::ndarray() {
-        return true;
-    }
-    let _ = inner;
-    false
+    tensor.dtype() == DType::F32 && crate::BackendKind::is_cpu_device(&tensor.device())
 }
 
 /// `f` applied to the `f32` values of `data` in parallel chunks of
