@@ -15,11 +15,11 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use matryoshka_lora::BackendKind;
-use matryoshka_lora::classifier::SequenceClassifier;
 use matryoshka_lora::data::{TextBatcher, TokenizedExample};
-use matryoshka_lora::experiment::{build_classifier, prepare_data};
-use matryoshka_lora::report::RunConfig;
-use matryoshka_lora::train::{RankedLearnerModel, StepPlan, TrainMethod};
+use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask, SequenceClassifier};
+use matryoshka_lora::train::{
+    RankedLearnerModel, Runner, StepPlan, TaskData, TrainConfig, TrainMethod,
+};
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,18 +32,22 @@ fn assets() -> Option<PathBuf> {
 }
 
 fn model_for(
-    config: &RunConfig,
+    runner: &Runner<ClassifyTask>,
+    data: &TaskData<TokenizedExample, Vec<String>>,
     method: TrainMethod,
     device: &Device,
 ) -> RankedLearnerModel<SequenceClassifier> {
-    let mut config = config.clone();
-    config.method = method.name().into();
-    let classifier = build_classifier(&config, 2, device).expect("RT classifier");
-    let set = config
-        .adapter_config()
-        .and_then(|c| Ok(c.rank_set()?))
-        .expect("RT rank set");
-    RankedLearnerModel::new(classifier, StepPlan::new(method, &set, config.seed)).expect("RT plan")
+    let config = runner.config().clone().with_method(method);
+    let runner = Runner::new(runner.task().clone(), config).expect("RT settings");
+    let classifier = runner
+        .build_model(&data.meta, device)
+        .expect("RT classifier");
+    let set = runner.config().rank_set().expect("RT rank set");
+    RankedLearnerModel::new(
+        classifier,
+        StepPlan::new(method, &set, runner.config().seed),
+    )
+    .expect("RT plan")
 }
 
 fn rt_step(c: &mut Criterion) {
@@ -51,10 +55,11 @@ fn rt_step(c: &mut Criterion) {
         eprintln!("rt_step: no assets (run scripts/fetch-assets.sh or set MLORA_ASSETS); skipped");
         return;
     };
-    let mut config = RunConfig::rt_protocol(&assets);
-    config.train_n = Some(64);
-    config.test_n = Some(128);
-    let data = prepare_data(&config).expect("RT data");
+    let mut task = ClassifyConfig::rt_protocol(&assets);
+    task.train_n = Some(64);
+    task.test_n = Some(128);
+    let runner = Runner::new(ClassifyTask::new(task), TrainConfig::default()).expect("RT settings");
+    let data = runner.prepare().expect("RT data");
     let train: Vec<TokenizedExample> = data.train[..32].to_vec();
     for backend in BackendKind::compiled_cpu() {
         let Ok(plain) = backend.device() else {
@@ -67,7 +72,7 @@ fn rt_step(c: &mut Criterion) {
         group.warm_up_time(Duration::from_secs(2));
         group.measurement_time(Duration::from_secs(10));
         for method in [TrainMethod::Lora, TrainMethod::Matryoshka] {
-            let mut model = Some(model_for(&config, method, &device));
+            let mut model = Some(model_for(&runner, &data, method, &device));
             let mut optim = AdamWConfig::new()
                 .with_weight_decay(0.0)
                 .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
@@ -84,7 +89,7 @@ fn rt_step(c: &mut Criterion) {
                 })
             });
         }
-        let eval = model_for(&config, TrainMethod::Matryoshka, &plain);
+        let eval = model_for(&runner, &data, TrainMethod::Matryoshka, &plain);
         let test = batcher.make(&data.test, &plain);
         group.bench_function(
             BenchmarkId::new("eval_128_rows_all_ranks", "matryoshka"),

@@ -4,14 +4,16 @@
 //! maps a user's choice (CLI flag, config, `BURN_DEVICE`) to a device of a
 //! backend the build enabled, with a clear error otherwise.
 
-use crate::error::{AdapterError, Result};
+use crate::adapter::{AdapterError, Result};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
 /// A compute backend this crate can be built with.
+/// Serialised as its feature name (`"flex"`, `"wgpu"`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// burn's pure-Rust CPU backend (feature `flex`, the default).
     Flex,

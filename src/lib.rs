@@ -12,15 +12,24 @@
 //! backend type, the [`Device`](burn::prelude::Device) picks one at run time
 //! (flex or ndarray on CPU, WGPU, CUDA — whichever the build enabled).
 //!
-//! ## Pieces
-//! - [`RankSet`], [`Scaling`], [`AdapterMethod`]: `(R, S)`, `s(r)` and the `P` family.
-//! - [`MatryoshkaAdapter`]: `A`, `B`, the fixed `P` (a saved constant) and the
-//!   active diagonal; [`MatryoshkaLinear`]: a frozen `Linear` plus an adapter,
-//!   computed on the activation side, with `forward_at_rank` and `merge`.
-//! - [`adapt_linears`]: attach adapters to the `Linear` layers of any burn model
-//!   by name, without changing its code.
-//! - [`AdaptedModule::with_active_rank`]: switch a whole model to rank `k`.
-//! - [`aurac()`]: area under the rank-accuracy curve.
+//! ## Where things are
+//! - The adapter core, at the root: [`RankSet`], [`Scaling`], [`AdapterMethod`]
+//!   (`(R, S)`, `s(r)`, the `P` family); [`MatryoshkaAdapter`] (`A`, `B`, the
+//!   fixed `P` and the active diagonal); [`MatryoshkaLinear`] and
+//!   [`AdaptableLinear`] (a frozen `Linear` plus an adapter, computed on the
+//!   activation side, with `forward_at_rank` and `merge`); [`Injection`] and
+//!   [`adapt_linears`] (adapters on layers chosen by module path, in models of
+//!   this crate or any burn model); [`AdaptedModule::with_active_rank`]
+//!   (switch a whole model to rank `k`); [`aurac()`].
+//! - [`train`]: the [`Task`](train::Task) trait an application implements
+//!   once, and the [`Runner`](train::Runner) that trains it through
+//!   burn-train with the method's `P`, evaluates every rank, and writes the
+//!   report, checkpoint and plot.
+//! - [`tasks`]: the crate's tasks ([`tasks::classify`]); [`models`]: model
+//!   families and the shared Hugging Face weight loader; [`data`]: CSV text
+//!   data; [`io`]: checkpoints and atomic writes; [`report`], [`plot`];
+//!   [`kernels`]: the fused CPU compute path; [`backend`]: the device,
+//!   chosen in one place.
 //!
 //! ```
 //! use burn::prelude::*;
@@ -50,36 +59,21 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub mod active_rank;
-pub mod adaptable;
 pub mod adapter;
-pub mod aurac;
 pub mod backend;
-pub mod bert;
-pub mod checkpoint;
-pub mod classifier;
 pub mod data;
-pub mod error;
-pub mod experiment;
-pub mod fused_ops;
-mod host_kernels;
-pub mod inject;
-pub mod linear;
-pub mod method;
+pub mod io;
+pub mod kernels;
+pub mod models;
 pub mod plot;
-pub mod rank_set;
 pub mod report;
-pub mod scaling;
+pub mod tasks;
 pub mod train;
 
-pub use active_rank::{ActiveRank, AdaptedModule};
-pub use adaptable::AdaptableLinear;
-pub use adapter::{AdapterInit, AdapterSpec, MatryoshkaAdapter, MatryoshkaConfig};
-pub use aurac::{RankAxis, aurac, aurac_both};
+pub use adapter::{
+    ActiveRank, AdaptableLinear, AdaptedModule, AdapterError, AdapterInit, AdapterMethod,
+    AdapterSpec, DyLoraVariant, Injection, MatryoshkaAdapter, MatryoshkaConfig, MatryoshkaLinear,
+    MatryoshkaLinearConfig, MatryoshkaReparameterizer, RankAxis, RankSampler, RankSet, Scaling,
+    Targets, adapt_linears, aurac, aurac_both, freeze_linear, lora_p, matryoshka_p, rank_p,
+};
 pub use backend::{BackendKind, cpu_device};
-pub use error::{AdapterError, Result};
-pub use inject::{MatryoshkaReparameterizer, Targets, adapt_linears};
-pub use linear::{MatryoshkaLinear, MatryoshkaLinearConfig, freeze_linear};
-pub use method::{AdapterMethod, DyLoraVariant, RankSampler, lora_p, matryoshka_p, rank_p};
-pub use rank_set::RankSet;
-pub use scaling::Scaling;

@@ -1,4 +1,5 @@
-//! The rank-accuracy plot: rank on a log2 axis against test accuracy, one line
+//! The rank-accuracy plot: rank on a log2 axis against the test accuracy (the
+//! report's AURAC metric), one line
 //! per report.
 
 use crate::report::Report;
@@ -79,7 +80,7 @@ fn draw<DB: DrawingBackend>(
     let x_max = (max_rank as f64).log2();
     let accs: Vec<f64> = reports
         .iter()
-        .flat_map(|r| r.accuracy.iter().copied())
+        .flat_map(|r| r.curve().iter().copied())
         .filter(|a| a.is_finite())
         .collect();
     let lo = accs
@@ -93,8 +94,16 @@ fn draw<DB: DrawingBackend>(
         .fold(f64::NEG_INFINITY, f64::max)
         .max(0.0);
     let (y0, y1) = ((lo - 2.0).floor().max(0.0), (hi + 2.0).ceil().min(100.0));
+    // The metric AURAC integrates (accuracy for classification).
+    let metric = reports[0].aurac_metric.replace('_', " ");
+    let mut first = metric.chars();
+    let caption = match first.next() {
+        Some(c) => format!("{}{} at each nested rank", c.to_uppercase(), first.as_str()),
+        None => "Score at each nested rank".to_string(),
+    };
+    let y_desc = format!("test {metric} (%)");
     let mut chart = ChartBuilder::on(&root)
-        .caption("Accuracy at each nested rank", ("sans-serif", 24))
+        .caption(caption, ("sans-serif", 24))
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(56)
@@ -103,7 +112,7 @@ fn draw<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_desc("rank k (log2 axis)")
-        .y_desc("test accuracy (%)")
+        .y_desc(y_desc)
         .x_labels((x_max as usize) + 2)
         .x_label_formatter(&|x| format!("{}", 2f64.powf(*x).round() as usize))
         .label_style(("sans-serif", 14))
@@ -114,7 +123,7 @@ fn draw<DB: DrawingBackend>(
         let points: Vec<(f64, f64)> = r
             .ranks
             .iter()
-            .zip(&r.accuracy)
+            .zip(r.curve())
             .map(|(&k, &a)| ((k as f64).log2(), a))
             .collect();
         let label = format!("{} ({}, AURAC {:.1})", r.method, r.head_mode, r.aurac_log2);

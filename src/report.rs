@@ -1,90 +1,73 @@
 //! `report.json`: what one run measured, and every setting it used.
 
-use crate::aurac::aurac_both;
-use crate::error::Result;
+use crate::adapter::{AdapterError, Scaling, aurac_both};
+use crate::train::{HeadMode, TrainConfig, TrainMethod};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
 
-/// The settings of a text-classification run (everything needed to repeat it).
+/// Every setting of a run: the training settings and the task's own
+/// (serialised side by side in one object).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
-    /// Model directory (config.json, model.safetensors, tokenizer.json).
-    pub model: String,
-    /// Data CSV (plain or .bz2).
-    pub data: String,
-    /// Separate test CSV, if any.
-    pub test_data: Option<String>,
-    /// Text column.
-    pub text_col: String,
-    /// Label column.
-    pub label_col: String,
-    /// Label set (label id = position); `None`: inferred.
-    pub labels: Option<Vec<String>>,
-    /// Row `i` is test if `i % test_every == 0`.
-    pub test_every: usize,
-    /// First `n` train rows.
-    pub train_n: Option<usize>,
-    /// First `n` test rows.
-    pub test_n: Option<usize>,
-    /// Token truncation length.
-    pub max_len: usize,
-    /// Keep only the first `n` encoder layers (`None`: all).
-    pub layers: Option<usize>,
-    /// Adapter targets (Hugging Face module names).
-    pub targets: Vec<String>,
-    /// Training method name.
-    pub method: String,
-    /// Head mode name.
-    pub head_mode: String,
-    /// Maximum rank `R`.
-    pub rank: usize,
-    /// Nested ranks `S`.
-    pub ranks: Vec<usize>,
-    /// Scaling rule.
-    pub scaling: String,
-    /// Peak learning rate.
-    pub lr: f64,
-    /// AdamW weight decay.
-    pub weight_decay: f32,
-    /// Warmup steps.
-    pub warmup_steps: usize,
-    /// Gradient-norm clip (`None`: off).
-    pub grad_clip: Option<f32>,
-    /// Batch size (training).
-    pub batch: usize,
-    /// Batch size (evaluation).
-    pub eval_batch: usize,
-    /// Epochs.
-    pub epochs: usize,
-    /// Seed.
-    pub seed: u64,
-    /// Backend name.
-    pub backend: String,
+    /// Method, ranks, optimiser, batches, seed, backend.
+    #[serde(flatten)]
+    pub train: TrainConfig,
+    /// The task's settings ([`Task::settings`](crate::train::Task::settings)),
+    /// e.g. the classifier's model, data and columns.
+    #[serde(flatten)]
+    pub task: Map<String, Value>,
+}
+
+impl RunConfig {
+    /// The task's settings as the task's own settings type.
+    pub fn task_settings<C: serde::de::DeserializeOwned>(&self) -> Result<C, serde_json::Error> {
+        serde_json::from_value(Value::Object(self.task.clone()))
+    }
+}
+
+fn classify() -> String {
+    "classify".into()
+}
+
+fn accuracy() -> String {
+    "accuracy".into()
 }
 
 /// The measured outcome of one run.
+///
+/// Per-rank figures are top-level keys, one value per rank of `ranks`: `loss`
+/// and the task's score (`accuracy` for classification), plus any metric of
+/// the task's own evaluation. AURAC is computed over `aurac_metric`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
-    /// `lora`, `dylora`, `matryoshka` or `matryoshka-exact`.
-    pub method: String,
-    /// `joint` or `probe`.
-    pub head_mode: String,
+    /// The task (`classify`).
+    #[serde(default = "classify")]
+    pub task: String,
+    /// The training method.
+    pub method: TrainMethod,
+    /// The head mode.
+    pub head_mode: HeadMode,
     /// `R`.
     pub max_rank: usize,
     /// `S`, ascending.
     pub ranks: Vec<usize>,
-    /// Test accuracy (%) at each rank.
-    pub accuracy: Vec<f64>,
-    /// Test loss at each rank.
-    pub loss: Vec<f64>,
+    /// Per-rank series by name (`accuracy`, `loss`, ...), one value per rank.
+    #[serde(flatten)]
+    pub per_rank: BTreeMap<String, Vec<f64>>,
+    /// The per-rank series AURAC integrates and the plot draws.
+    #[serde(default = "accuracy")]
+    pub aurac_metric: String,
     /// AURAC on the log2 axis (%).
     pub aurac_log2: f64,
     /// AURAC on the linear axis (%).
     pub aurac_linear: f64,
     /// Scaling rule.
-    pub scaling: String,
+    pub scaling: Scaling,
     /// Seed.
     pub seed: u64,
-    /// Optimiser steps taken.
+    /// Optimiser steps taken (0 for an evaluation only).
     pub train_steps: usize,
     /// Wall milliseconds per training step (training split time / steps).
     pub ms_per_step: f64,
@@ -96,10 +79,70 @@ pub struct Report {
     pub config: RunConfig,
 }
 
+/// Why a report could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a report.
+    #[error("{path} is not a report.json: {source}")]
+    Parse {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The parser's message.
+        source: serde_json::Error,
+    },
+}
+
 impl Report {
-    /// Recomputes both AURACs from `ranks` and `accuracy`.
-    pub fn recomputed_aurac(&self) -> Result<(f64, f64)> {
-        aurac_both(&self.ranks, &self.accuracy)
+    /// Reads a `report.json`.
+    pub fn read(path: &Path) -> Result<Self, ReportError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| ReportError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Reads the reports of a file holding one report or an array of them
+    /// (`compare.json`).
+    pub fn read_many(path: &Path) -> Result<Vec<Self>, ReportError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str::<Vec<Report>>(&text).or_else(|_| {
+            serde_json::from_str::<Report>(&text)
+                .map(|r| vec![r])
+                .map_err(|source| ReportError::Parse {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        })
+    }
+
+    /// The per-rank series `name`, if the report has it.
+    pub fn series(&self, name: &str) -> Option<&[f64]> {
+        self.per_rank.get(name).map(Vec::as_slice)
+    }
+
+    /// The per-rank series AURAC is computed over (empty if absent).
+    pub fn curve(&self) -> &[f64] {
+        self.series(&self.aurac_metric).unwrap_or(&[])
+    }
+
+    /// Recomputes both AURACs from `ranks` and [`Report::curve`].
+    pub fn recomputed_aurac(&self) -> Result<(f64, f64), AdapterError> {
+        aurac_both(&self.ranks, self.curve())
     }
 }
 

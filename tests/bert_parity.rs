@@ -3,8 +3,10 @@
 
 mod common;
 
-use matryoshka_lora::bert::{BertEncoder, LoadError, mean_pool};
 use matryoshka_lora::data::{TextBatcher, TextTokenizer, TokenizedExample};
+use matryoshka_lora::models::LoadError;
+use matryoshka_lora::models::bert::{BertEncoder, mean_pool};
+use matryoshka_lora::{AdapterError, Injection, MatryoshkaConfig, Targets};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -172,4 +174,78 @@ fn loading_errors_are_clear() {
     std::fs::write(dir.join("config.json"), "{").unwrap();
     let err = BertEncoder::from_pretrained(&dir, &device).unwrap_err();
     assert!(matches!(err, LoadError::Config { .. }), "{err}");
+
+    tiny_checkpoint(&dir, None, None);
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        config.replacen('{', r#"{"model_type":"roberta","#, 1),
+    )
+    .unwrap();
+    let err = BertEncoder::from_pretrained(&dir, &device).unwrap_err();
+    assert!(
+        matches!(&err, LoadError::Config { reason, .. } if reason.contains("roberta")),
+        "{err}"
+    );
+}
+
+#[test]
+fn adapters_attach_by_hugging_face_path_while_loading() {
+    let device = matryoshka_lora::cpu_device();
+    let dir = common::temp_dir("tiny-bert-inject");
+    tiny_checkpoint(&dir, None, None);
+    let config = MatryoshkaConfig::new().with_max_rank(4);
+    let load = |targets: Targets, layers: Option<usize>| {
+        let injection = Injection::new(config.clone(), targets).unwrap();
+        BertEncoder::from_pretrained_with(&dir, layers, Some(&injection), &device)
+            .map(|(encoder, _)| (encoder, injection.adapted(), injection.seen()))
+    };
+    let (encoder, adapted, seen) =
+        load(Targets::names(["query", "attention.output.dense"]), None).unwrap();
+    assert_eq!(
+        adapted,
+        [
+            "encoder.layer.0.attention.self.query",
+            "encoder.layer.0.attention.output.dense"
+        ]
+    );
+    assert_eq!(seen.len(), 6);
+    assert!(encoder.layers[0].attention.query.is_adapted());
+    assert!(!encoder.layers[0].attention.key.is_adapted());
+    assert!(encoder.layers[0].attention.output.is_adapted());
+    assert!(!encoder.layers[0].output.is_adapted());
+
+    // a misspelt target is an error listing the layers, not fewer adapters
+    let err = load(Targets::names(["query", "kee"]), None).unwrap_err();
+    assert!(
+        matches!(&err, LoadError::Adapter(AdapterError::UnmatchedTargets { names, .. }) if names == &["kee"]),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("encoder.layer.0.attention.self.key")
+    );
+    // R above a layer's min(d_in, d_out) = 8
+    let injection = Injection::new(
+        MatryoshkaConfig::new().with_max_rank(16),
+        Targets::names(["query"]),
+    )
+    .unwrap();
+    let err = BertEncoder::from_pretrained_with(&dir, None, Some(&injection), &device).unwrap_err();
+    assert!(
+        matches!(err, LoadError::Adapter(AdapterError::RankAboveLayer { .. })),
+        "{err}"
+    );
+    // more layers than the model has
+    let err = load(Targets::names(["query"]), Some(2)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LoadError::TooManyLayers {
+                asked: 2,
+                available: 1
+            }
+        ),
+        "{err}"
+    );
 }

@@ -72,6 +72,15 @@ fn bad_input_exits_2_with_a_one_line_error_and_writes_nothing() {
         (vec!["--model", "/nonexistent/model"], "--model"),
         (vec!["--scaling", "cubic"], "--scaling"),
         (vec!["--backend", "tpu"], "--backend"),
+        (vec!["--head-mode", "linear"], "--head-mode"),
+        (vec!["--targets", "query,kee"], "--targets"),
+        (vec!["--layers", "99"], "--layers"),
+        (vec!["--grad-clip=-1"], "--grad-clip"),
+        (vec!["--labels", "fresh"], "--labels"),
+        (vec!["--labels", "fresh,rotten,fresh"], "--labels"),
+        (vec!["--rank", "1000"], "--rank"),
+        (vec!["--max-len", "1"], "--max-len"),
+        (vec!["--lr", "0"], "--lr"),
     ];
     for (i, (extra, flag)) in cases.into_iter().enumerate() {
         let out = dir.join(format!("out{i}"));
@@ -120,22 +129,31 @@ fn json_report_parses_and_eval_reproduces_it() {
         "eval_seconds",
         "peak_rss_mb",
         "config",
+        "task",
+        "aurac_metric",
     ] {
         assert!(report.get(key).is_some(), "report.json lacks `{key}`");
     }
     assert_eq!(report["ranks"], serde_json::json!([1, 2, 4]));
+    assert_eq!(report["task"], "classify");
+    assert_eq!(report["aurac_metric"], "accuracy");
+    for (key, value) in [
+        ("method", "matryoshka"),
+        ("head_mode", "joint"),
+        ("scaling", "sqrt"),
+        ("backend", "flex"),
+        ("label_col", "category"),
+    ] {
+        assert_eq!(report["config"][key], value, "config.{key}");
+    }
+    assert_eq!(report["config"]["layers"], 1);
+    assert_eq!(report["config"]["test_n"], 32);
 
-    // `eval` on the saved adapter gives the same per-rank accuracies.
-    let assets = common::assets_dir();
+    // `eval` on the saved run alone (its own model, data and settings) gives
+    // the same per-rank accuracies; it takes --quiet like every subcommand.
     let mut eval = mlora();
-    eval.args([
-        "eval",
-        "--adapter",
-        &out.display().to_string(),
-        "--model",
-        &assets.display().to_string(),
-    ])
-    .args(["--test-n", "32", "--json"]);
+    eval.args(["eval", "--adapter", &out.display().to_string()])
+        .args(["--json", "--quiet"]);
     let evaluated = json_of(&mut eval);
     let a: Vec<f64> = serde_json::from_value(report["accuracy"].clone()).unwrap();
     let b: Vec<f64> = serde_json::from_value(evaluated["accuracy"].clone()).unwrap();
@@ -177,4 +195,23 @@ fn bench_rt_prints_timings_as_json() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--steps"));
+}
+
+#[test]
+fn dylora_original_trains_and_its_adapter_evaluates() {
+    let dir = common::temp_dir("cli-dylora-original");
+    let out = dir.join("run");
+    let (code, stderr) = train(&out, &["--method", "dylora-original"]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["method"], "dylora-original");
+    assert_eq!(report["config"]["method"], "dylora-original");
+    let evaluated = json_of(
+        mlora()
+            .args(["eval", "--adapter", &out.display().to_string()])
+            .arg("--json"),
+    );
+    assert_eq!(evaluated["method"], "dylora-original");
+    assert_eq!(evaluated["accuracy"], report["accuracy"]);
 }

@@ -1,15 +1,17 @@
 //! `mlora`: train, evaluate and compare MatryoshkaLoRA / LoRA / DyLoRA on text
 //! classification, and plot rank-accuracy curves.
+//!
+//! A thin layer over the library: clap definitions, the flag-to-settings
+//! mapping (and back, for errors) in one place, printing.
 
 use clap::{Args, Parser, Subcommand};
-use matryoshka_lora::checkpoint::{ADAPTER_FILE, load_adapter};
-use matryoshka_lora::experiment::{
-    PreparedData, RunError, build_classifier, evaluate_ranks, prepare_data, run, save_outputs,
-    save_plots,
-};
-use matryoshka_lora::report::{Report, RunConfig, peak_rss_mb};
-use matryoshka_lora::{BackendKind, RankSet, aurac_both};
-use std::path::{Path, PathBuf};
+use matryoshka_lora::BackendKind;
+use matryoshka_lora::io::REPORT_FILE;
+use matryoshka_lora::report::Report;
+use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask, RtBench};
+use matryoshka_lora::train::{HeadMode, RunError, Runner, Setting, TrainConfig, TrainMethod};
+use matryoshka_lora::{RankSet, Scaling};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -17,7 +19,8 @@ use std::time::Instant;
 #[command(
     name = "mlora",
     version,
-    about = "MatryoshkaLoRA on burn: train once, deploy any nested rank"
+    about = "MatryoshkaLoRA on burn: train once, deploy any nested rank",
+    args_override_self = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -33,22 +36,22 @@ enum Command {
         #[command(flatten)]
         out: OutArgs,
     },
-    /// Per-rank accuracy and AURAC of a saved adapter (`--adapter DIR` from `train --out`).
+    /// Per-rank accuracy and AURAC of a saved run (`--adapter DIR` from `train --out`),
+    /// with the settings it was trained with; a flag given here overrides one.
     Eval {
         /// Directory written by `mlora train --out`.
         #[arg(long)]
         adapter: PathBuf,
         #[command(flatten)]
-        data: DataArgs,
+        data: EvalDataArgs,
         /// Evaluation batch size.
-        #[arg(long, default_value_t = 128)]
-        eval_batch: usize,
-        /// Backend: flex, ndarray, wgpu or cuda.
-        #[arg(long, default_value = "flex")]
-        backend: String,
-        /// Print the report as JSON on stdout.
         #[arg(long)]
-        json: bool,
+        eval_batch: Option<usize>,
+        /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
+        #[arg(long)]
+        backend: Option<BackendKind>,
+        #[command(flatten)]
+        print: PrintArgs,
     },
     /// Train lora, dylora and matryoshka (and matryoshka-exact with --exact) on the
     /// same data and print the rank x method table with each AURAC.
@@ -60,7 +63,7 @@ enum Command {
         exact: bool,
         /// Methods to compare (overrides the default list).
         #[arg(long, value_delimiter = ',')]
-        methods: Option<Vec<String>>,
+        methods: Option<Vec<TrainMethod>>,
         #[command(flatten)]
         out: OutArgs,
     },
@@ -96,12 +99,12 @@ struct BenchRtArgs {
     /// Untimed steps first.
     #[arg(long, default_value_t = 3)]
     warmup: usize,
-    /// lora, dylora, matryoshka or matryoshka-exact.
-    #[arg(long, default_value = "matryoshka")]
-    method: String,
+    /// lora, dylora, dylora-original, matryoshka or matryoshka-exact.
+    #[arg(long, default_value_t = DEFAULTS.method)]
+    method: TrainMethod,
     /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
-    #[arg(long, default_value = "flex")]
-    backend: String,
+    #[arg(long, default_value_t = DEFAULTS.backend)]
+    backend: BackendKind,
     /// Model directory (the fetched assets).
     #[arg(long, default_value = "assets")]
     model: PathBuf,
@@ -116,126 +119,120 @@ struct BenchRtArgs {
     json: bool,
 }
 
-/// What `mlora bench rt` measured.
-#[derive(serde::Serialize)]
-struct RtBenchResult {
-    bench: &'static str,
-    method: String,
-    backend: String,
-    threads: usize,
-    warmup: usize,
-    steps: usize,
-    batch: usize,
-    test_rows: usize,
-    ranks: Vec<usize>,
-    /// Mean wall ms of the timed steps.
-    ms_per_step: f64,
-    /// Mean wall ms over every step, warm-up included (what torch_rt.py reports).
-    ms_per_step_all: f64,
-    /// Wall seconds of the evaluation at every rank.
-    eval_seconds: f64,
-    peak_rss_mb: f64,
-}
-
+/// The data flags of `train` and `compare`.
 #[derive(Args, Clone)]
 struct DataArgs {
     /// Model directory: config.json, model.safetensors, tokenizer.json.
     #[arg(long, default_value = "assets")]
     model: PathBuf,
     /// CSV data file (plain or .bz2). Default: the Rotten Tomatoes file in --model's
-    /// directory, with labels rotten,fresh.
+    /// directory, with labels rotten,fresh and the first 4000/1000 rows.
     #[arg(long)]
     data: Option<PathBuf>,
+    #[command(flatten)]
+    rest: DataOverrides,
+}
+
+/// The data flags of `eval`: each overrides the saved setting when given.
+#[derive(Args, Clone)]
+struct EvalDataArgs {
+    /// Model directory [default: the one the adapter was trained on].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// CSV data file [default: the one the adapter was trained on].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[command(flatten)]
+    rest: DataOverrides,
+}
+
+/// Data flags that override a default (or, for `eval`, a saved setting) when given.
+#[derive(Args, Clone, Default)]
+struct DataOverrides {
     /// Separate test CSV (instead of the --test-every split).
     #[arg(long)]
     test_data: Option<PathBuf>,
-    /// Text column.
-    #[arg(long, default_value = "text")]
-    text_col: String,
-    /// Label column.
-    #[arg(long, default_value = "category")]
-    label_col: String,
+    /// Text column [default: text, the RT data's].
+    #[arg(long)]
+    text_col: Option<String>,
+    /// Label column [default: category, the RT data's].
+    #[arg(long)]
+    label_col: Option<String>,
     /// Label set, comma-separated; label id = position; other rows dropped.
     /// Default: sorted distinct values (rotten,fresh for the default data).
     #[arg(long, value_delimiter = ',')]
     labels: Option<Vec<String>>,
-    /// Row i is test if i % N == 0.
-    #[arg(long, default_value_t = 5)]
-    test_every: usize,
+    /// Row i is test if i % N == 0 [default: the RT protocol's, 5].
+    #[arg(long)]
+    test_every: Option<usize>,
     /// First N train rows (default: 4000 for the default RT data, else all).
     #[arg(long)]
     train_n: Option<usize>,
     /// First N test rows (default: 1000 for the default RT data, else all).
     #[arg(long)]
     test_n: Option<usize>,
-    /// Truncate to this many tokens.
-    #[arg(long, default_value_t = 48)]
-    max_len: usize,
+    /// Truncate to this many tokens [default: the RT protocol's, 48].
+    #[arg(long)]
+    max_len: Option<usize>,
 }
 
 #[derive(Args, Clone)]
 struct RunArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// lora, dylora, matryoshka or matryoshka-exact.
-    #[arg(long, default_value = "matryoshka")]
-    method: String,
+    /// lora, dylora, dylora-original, matryoshka or matryoshka-exact.
+    #[arg(long, default_value_t = DEFAULTS.method)]
+    method: TrainMethod,
     /// joint (head and adapters together) or probe (linear-probe epoch, then adapters only).
-    #[arg(long, default_value = "joint")]
-    head_mode: String,
+    #[arg(long, default_value_t = DEFAULTS.head_mode)]
+    head_mode: HeadMode,
     /// Maximum rank R.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = DEFAULTS.rank)]
     rank: usize,
     /// Nested ranks S, ascending (default: powers of two up to R).
     #[arg(long, value_delimiter = ',')]
     ranks: Option<Vec<usize>>,
     /// none, rank, sqrt or alpha:A.
-    #[arg(long, default_value = "sqrt")]
-    scaling: String,
-    /// Adapter targets (Hugging Face module names), comma-separated.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "query,key,value,attention.output.dense,intermediate.dense,output.dense"
-    )]
-    targets: Vec<String>,
+    #[arg(long, default_value_t = DEFAULTS.scaling)]
+    scaling: Scaling,
+    /// Adapter targets (Hugging Face module names, PEFT-style), comma-separated
+    /// [default: the model family's, every encoder linear].
+    #[arg(long, value_delimiter = ',')]
+    targets: Option<Vec<String>>,
     /// Keep only the first N encoder layers (quick runs).
     #[arg(long)]
     layers: Option<usize>,
     /// Peak learning rate (linear decay to 0).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = DEFAULTS.lr)]
     lr: f64,
     /// AdamW weight decay.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = DEFAULTS.weight_decay)]
     weight_decay: f32,
     /// Linear warmup steps.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DEFAULTS.warmup_steps)]
     warmup: usize,
     /// Gradient-norm clip (0 = off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = DEFAULTS.grad_clip.unwrap_or(0.0))]
     grad_clip: f32,
     /// Training batch size.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = DEFAULTS.batch)]
     batch: usize,
     /// Evaluation batch size.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = DEFAULTS.eval_batch)]
     eval_batch: usize,
     /// Epochs.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = DEFAULTS.epochs)]
     epochs: usize,
     /// Seed (initialisation, shuffling, DyLoRA draws).
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = DEFAULTS.seed)]
     seed: u64,
     /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
-    #[arg(long, default_value = "flex")]
-    backend: String,
+    #[arg(long, default_value_t = DEFAULTS.backend)]
+    backend: BackendKind,
 }
 
 #[derive(Args, Clone)]
-struct OutArgs {
-    /// Output directory: adapter checkpoint, report.json, curve.png/svg.
-    #[arg(long)]
-    out: Option<PathBuf>,
+struct PrintArgs {
     /// No progress bar or table.
     #[arg(long)]
     quiet: bool,
@@ -244,157 +241,189 @@ struct OutArgs {
     json: bool,
 }
 
+#[derive(Args, Clone)]
+struct OutArgs {
+    /// Output directory: adapter checkpoint, report.json, curve.png/svg.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    print: PrintArgs,
+}
+
+/// The training defaults (the RT protocol's), shown by `--help`: one place,
+/// the library's.
+static DEFAULTS: std::sync::LazyLock<TrainConfig> = std::sync::LazyLock::new(TrainConfig::default);
+
 /// A CLI failure: bad input exits 2, failures while running exit 1.
 struct Failure {
     code: u8,
     message: String,
 }
 
+/// The flag that sets `setting` (its config key when no flag does).
+fn flag(setting: Setting) -> &'static str {
+    match setting {
+        Setting::Targets => "--targets",
+        Setting::Method => "--method",
+        Setting::HeadMode => "--head-mode",
+        Setting::Rank => "--rank",
+        Setting::Ranks => "--ranks",
+        Setting::Scaling => "--scaling",
+        Setting::Lr => "--lr",
+        Setting::WeightDecay => "--weight-decay",
+        Setting::WarmupSteps => "--warmup",
+        Setting::GradClip => "--grad-clip",
+        Setting::Batch => "--batch",
+        Setting::EvalBatch => "--eval-batch",
+        Setting::Epochs => "--epochs",
+        Setting::Seed => "--seed",
+        Setting::Backend => "--backend",
+        Setting::Task(key) => match key {
+            "model" => "--model",
+            "data" => "--data",
+            "test_data" => "--test-data",
+            "text_col" => "--text-col",
+            "label_col" => "--label-col",
+            "labels" => "--labels",
+            "test_every" => "--test-every",
+            "train_n" => "--train-n",
+            "test_n" => "--test-n",
+            "max_len" => "--max-len",
+            "layers" => "--layers",
+            "adapter" => "--adapter",
+            other => other,
+        },
+    }
+}
+
 impl From<RunError> for Failure {
     fn from(e: RunError) -> Self {
-        use matryoshka_lora::AdapterError as A;
-        use matryoshka_lora::bert::LoadError as L;
-        use matryoshka_lora::data::DataError as D;
-        let (code, flag) = match &e {
-            RunError::Adapter(A::BackendUnavailable { .. } | A::UnknownBackend(_)) => {
-                (2, "--backend: ")
-            }
-            RunError::Adapter(A::InvalidTargets(_) | A::NoTargetMatched { .. }) => {
-                (2, "--targets: ")
-            }
-            RunError::Adapter(A::InvalidValue { .. }) => (2, "--scaling: "),
-            RunError::Adapter(_) => (2, "--rank/--ranks: "),
-            RunError::Load(
-                L::MissingDir(_)
-                | L::Config { .. }
-                | L::NotSafetensors { .. }
-                | L::MissingTensor { .. }
-                | L::WrongShape { .. }
-                | L::UnsupportedDtype { .. }
-                | L::Io { .. },
-            ) => (2, "--model: "),
-            RunError::Load(L::Tokenizer { .. }) => (2, "--model/--max-len: "),
-            RunError::Data(D::Io { .. } | D::NoRows { .. }) => (2, "--data: "),
-            RunError::Data(D::EmptyLabels) => (2, "--labels: "),
-            RunError::Data(D::BadSplit(_)) => (2, "--test-every: "),
-            RunError::Data(_) => (2, ""),
-            RunError::Invalid(_) => (2, ""),
-            RunError::Fit(_) | RunError::Write { .. } => (1, ""),
-        };
-        Failure {
-            code,
-            message: format!("{flag}{e}"),
+        match e.setting() {
+            Some(setting) => bad(flag(setting), e.reason()),
+            None => Failure {
+                code: 1,
+                message: e.to_string(),
+            },
         }
     }
 }
 
-fn bad(message: String) -> Failure {
-    Failure { code: 2, message }
+fn bad(flag: &str, message: impl std::fmt::Display) -> Failure {
+    Failure {
+        code: 2,
+        message: format!("{flag}: {message}"),
+    }
 }
 
-impl DataArgs {
-    fn fill(&self, config: &mut RunConfig) {
-        config.model = self.model.display().to_string();
-        // `--labels ""` is an empty label set, not a label named "".
-        let labels = self.labels.clone().map(|l| {
-            l.into_iter()
-                .filter(|s| !s.trim().is_empty())
-                .collect::<Vec<_>>()
-        });
-        match &self.data {
-            Some(data) => {
-                config.data = data.display().to_string();
-                config.labels = labels;
-            }
-            None => {
-                config.data = self
-                    .model
-                    .join("rotten_tomatoes_corpus_full.csv.bz2")
-                    .display()
-                    .to_string();
-                config.labels = labels.or(Some(vec!["rotten".into(), "fresh".into()]));
-            }
+impl DataOverrides {
+    /// Applies the flags given to `c`.
+    fn apply(&self, c: &mut ClassifyConfig) {
+        if self.test_data.is_some() {
+            c.test_data = self.test_data.clone();
         }
-        config.test_data = self.test_data.as_ref().map(|p| p.display().to_string());
-        config.text_col = self.text_col.clone();
-        config.label_col = self.label_col.clone();
-        config.test_every = self.test_every;
-        // The RT protocol's default sizes apply to its own data only; a user's
-        // --data is used in full unless capped.
-        let (train_n, test_n) = if self.data.is_none() {
-            (Some(4000), Some(1000))
-        } else {
-            (None, None)
-        };
-        config.train_n = self.train_n.or(train_n);
-        config.test_n = self.test_n.or(test_n);
-        config.max_len = self.max_len;
+        if let Some(v) = &self.text_col {
+            c.text_col = v.clone();
+        }
+        if let Some(v) = &self.label_col {
+            c.label_col = v.clone();
+        }
+        if let Some(labels) = &self.labels {
+            // `--labels ""` is an empty label set, not a label named "".
+            c.labels = Some(
+                labels
+                    .iter()
+                    .filter(|l| !l.trim().is_empty())
+                    .cloned()
+                    .collect(),
+            );
+        }
+        if let Some(v) = self.test_every {
+            c.test_every = v;
+        }
+        if self.train_n.is_some() {
+            c.train_n = self.train_n;
+        }
+        if self.test_n.is_some() {
+            c.test_n = self.test_n;
+        }
+        if let Some(v) = self.max_len {
+            c.max_len = v;
+        }
     }
 }
 
 impl RunArgs {
-    fn config(&self) -> Result<RunConfig, Failure> {
-        let mut c = RunConfig::rt_protocol(Path::new("assets"));
-        self.data.fill(&mut c);
-        c.method = self.method.clone();
-        c.head_mode = self.head_mode.clone();
-        c.rank = self.rank;
-        c.ranks = match &self.ranks {
+    /// The task's and the training settings these flags give.
+    fn settings(&self) -> Result<(ClassifyConfig, TrainConfig), Failure> {
+        let mut task = ClassifyConfig::new(&self.data.model, self.data.data.clone());
+        self.data.rest.apply(&mut task);
+        task.layers = self.layers;
+        let ranks = match &self.ranks {
             Some(r) => r.clone(),
             None => RankSet::powers_of_two(self.rank)
-                .map_err(|e| bad(format!("--rank: {e}")))?
+                .map_err(|e| bad("--rank", e))?
                 .ranks()
                 .to_vec(),
         };
-        c.scaling = self.scaling.clone();
-        c.targets = self.targets.clone();
-        c.layers = self.layers;
-        c.lr = self.lr;
-        c.weight_decay = self.weight_decay;
-        c.warmup_steps = self.warmup;
-        c.grad_clip = (self.grad_clip > 0.0).then_some(self.grad_clip);
-        c.batch = self.batch;
-        c.eval_batch = self.eval_batch;
-        c.epochs = self.epochs;
-        c.seed = self.seed;
-        c.backend = self.backend.clone();
-        validated(c)
+        let train = TrainConfig {
+            targets: self.targets.clone(),
+            method: self.method,
+            head_mode: self.head_mode,
+            rank: self.rank,
+            ranks,
+            scaling: self.scaling,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            warmup_steps: self.warmup,
+            grad_clip: (self.grad_clip != 0.0).then_some(self.grad_clip),
+            batch: self.batch,
+            eval_batch: self.eval_batch,
+            epochs: self.epochs,
+            seed: self.seed,
+            backend: self.backend,
+        };
+        Ok((task, train))
+    }
+
+    fn runner(&self, quiet: bool) -> Result<Runner<ClassifyTask>, Failure> {
+        let (task, train) = self.settings()?;
+        Ok(Runner::new(ClassifyTask::new(task), train)?.quiet(quiet))
     }
 }
 
-/// `config` once it validates; otherwise the error naming the flag at fault.
-fn validated(config: RunConfig) -> Result<RunConfig, Failure> {
-    config.validate().map_err(|e| match e {
-        RunError::Invalid(msg) if msg.contains("unknown method") => bad(format!("--method: {msg}")),
-        RunError::Invalid(msg) if msg.contains("unknown head mode") => {
-            bad(format!("--head-mode: {msg}"))
+impl PrintArgs {
+    fn quiet_progress(&self) -> bool {
+        self.quiet || self.json
+    }
+
+    fn print(&self, reports: &[Report]) {
+        if self.json {
+            let json = match reports {
+                [one] => serde_json::to_string_pretty(one),
+                many => serde_json::to_string_pretty(many),
+            };
+            println!("{}", json.unwrap_or_default());
+        } else if !self.quiet {
+            print_table(reports);
         }
-        RunError::Invalid(msg) if msg.contains("unknown scaling") => {
-            bad(format!("--scaling: {msg}"))
-        }
-        other => other.into(),
-    })?;
-    Ok(config)
+    }
 }
 
 /// Refuses an --out that is an existing file, before any work.
 fn check_out(out: &OutArgs) -> Result<(), Failure> {
-    if let Some(dir) = &out.out
-        && dir.exists()
-        && !dir.is_dir()
-    {
-        return Err(bad(format!(
-            "--out: {} exists and is not a directory",
-            dir.display()
-        )));
+    match &out.out {
+        Some(dir) if dir.exists() && !dir.is_dir() => Err(bad(
+            "--out",
+            format!("{} exists and is not a directory", dir.display()),
+        )),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn print_table(reports: &[Report]) {
     let mut header = format!("{:>12}", "rank");
     for r in reports {
-        header.push_str(&format!(" | {:>16}", r.method));
+        header.push_str(&format!(" | {:>16}", r.method.name()));
     }
     println!("{header}");
     println!("{}", "-".repeat(header.len()));
@@ -402,10 +431,8 @@ fn print_table(reports: &[Report]) {
         for (i, k) in first.ranks.iter().enumerate() {
             let mut line = format!("{k:>12}");
             for r in reports {
-                line.push_str(&format!(
-                    " | {:>15.2}%",
-                    r.accuracy.get(i).copied().unwrap_or(f64::NAN)
-                ));
+                let v = r.curve().get(i).copied().unwrap_or(f64::NAN);
+                line.push_str(&format!(" | {v:>15.2}%"));
             }
             println!("{line}");
         }
@@ -427,88 +454,53 @@ fn print_table(reports: &[Report]) {
     }
 }
 
-fn train_cmd(run_args: RunArgs, out: OutArgs) -> Result<(), Failure> {
-    let config = run_args.config()?;
+fn train_cmd(run: RunArgs, out: OutArgs) -> Result<(), Failure> {
+    let runner = run.runner(out.print.quiet_progress())?;
     check_out(&out)?;
-    let data = prepare_data(&config)?;
-    let quiet = out.quiet || out.json;
-    let outcome = run(&config, &data, quiet)?;
+    let data = runner.prepare()?;
+    let outcome = runner.train(&data)?;
     if let Some(dir) = &out.out {
-        save_outputs(dir, &outcome.report, Some(outcome.model))?;
+        runner.save(dir, &outcome.report, Some(&outcome.model))?;
     }
-    if out.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&outcome.report).unwrap_or_default()
-        );
-    } else if !out.quiet {
-        print_table(std::slice::from_ref(&outcome.report));
-    }
+    out.print.print(std::slice::from_ref(&outcome.report));
     Ok(())
 }
 
 fn compare_cmd(
-    run_args: RunArgs,
+    run: RunArgs,
     exact: bool,
-    methods: Option<Vec<String>>,
+    methods: Option<Vec<TrainMethod>>,
     out: OutArgs,
 ) -> Result<(), Failure> {
-    let base = run_args.config()?;
-    check_out(&out)?;
-    let mut methods =
-        methods.unwrap_or_else(|| vec!["lora".into(), "dylora".into(), "matryoshka".into()]);
-    if exact && !methods.iter().any(|m| m == "matryoshka-exact") {
-        methods.push("matryoshka-exact".into());
+    let mut methods = methods.unwrap_or_else(|| {
+        vec![
+            TrainMethod::Lora,
+            TrainMethod::Dylora,
+            TrainMethod::Matryoshka,
+        ]
+    });
+    if exact && !methods.contains(&TrainMethod::MatryoshkaExact) {
+        methods.push(TrainMethod::MatryoshkaExact);
     }
-    let configs: Vec<RunConfig> = methods
-        .iter()
-        .map(|m| {
-            let mut c = base.clone();
-            c.method = m.clone();
-            c.validate()
-                .map(|_| c)
-                .map_err(|e| bad(format!("--methods: {e}")))
-        })
-        .collect::<Result<_, _>>()?;
+    let quiet = out.print.quiet_progress();
+    let runner = run.runner(quiet)?;
+    check_out(&out)?;
     let started = Instant::now();
-    let data: PreparedData = prepare_data(&base)?;
-    let quiet = out.quiet || out.json;
-    let mut reports = Vec::new();
-    let mut models = Vec::new();
-    for c in &configs {
-        let outcome = run(c, &data, quiet)?;
+    let data = runner.prepare()?;
+    let reports = runner.compare(&methods, &data, out.out.as_deref(), |r| {
         if !quiet {
             eprintln!(
                 "{}: AURAC log2 {:.2}%, {:.1} ms/step",
-                c.method, outcome.report.aurac_log2, outcome.report.ms_per_step
+                r.method, r.aurac_log2, r.ms_per_step
             );
         }
-        reports.push(outcome.report);
-        models.push(outcome.model);
-    }
-    if let Some(dir) = &out.out {
-        for (report, model) in reports.iter().zip(models) {
-            save_outputs(&dir.join(&report.method), report, Some(model))?;
-        }
-        let json = serde_json::to_vec_pretty(&reports).unwrap_or_default();
-        let path = dir.join("compare.json");
-        matryoshka_lora::checkpoint::write_atomic(&path, &json).map_err(|e| Failure {
-            code: 1,
-            message: format!("cannot write {}: {e}", path.display()),
-        })?;
-        save_plots(dir, &reports)?;
-    }
-    if out.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&reports).unwrap_or_default()
-        );
-    } else if !out.quiet {
-        print_table(&reports);
+    })?;
+    out.print.print(&reports);
+    if !out.print.quiet_progress() {
         println!(
             "total {:.1} s, peak RSS {:.0} MiB",
             started.elapsed().as_secs_f64(),
-            peak_rss_mb()
+            matryoshka_lora::report::peak_rss_mb()
         );
     }
     Ok(())
@@ -516,116 +508,53 @@ fn compare_cmd(
 
 fn eval_cmd(
     adapter: PathBuf,
-    data_args: DataArgs,
-    eval_batch: usize,
-    backend: String,
-    json: bool,
+    overrides: EvalDataArgs,
+    eval_batch: Option<usize>,
+    backend: Option<BackendKind>,
+    print: PrintArgs,
 ) -> Result<(), Failure> {
-    let report_path = adapter.join("report.json");
-    let text = std::fs::read_to_string(&report_path).map_err(|e| {
-        bad(format!(
-            "--adapter: cannot read {}: {e}",
-            report_path.display()
-        ))
+    let saved = Report::read(&adapter.join(REPORT_FILE)).map_err(|e| bad("--adapter", e))?;
+    let mut task: ClassifyConfig = saved.config.task_settings().map_err(|e| {
+        bad(
+            "--adapter",
+            format!("{} is not a classification run: {e}", adapter.display()),
+        )
     })?;
-    let saved: Report = serde_json::from_str(&text).map_err(|e| {
-        bad(format!(
-            "--adapter: {} is not a report: {e}",
-            report_path.display()
-        ))
-    })?;
-    let mut config = saved.config.clone();
-    data_args.fill(&mut config);
-    config.eval_batch = eval_batch;
-    config.backend = backend;
-    config.validate()?;
-    let backend: BackendKind = config
-        .backend
-        .parse()
-        .map_err(|e| bad(format!("--backend: {e}")))?;
-    let device = backend
-        .device()
-        .map_err(|e| bad(format!("--backend: {e}")))?;
-    let data = prepare_data(&config)?;
-    let labels = saved
-        .config
-        .labels
-        .clone()
-        .map(|l| l.len())
-        .unwrap_or(data.labels.len());
-    if labels != data.labels.len() {
-        return Err(bad(format!(
-            "--labels: the adapter was trained with {labels} classes, this data has {}",
-            data.labels.len()
-        )));
+    if let Some(model) = overrides.model {
+        task.model = model;
     }
-    let model = build_classifier(&config, labels, &device)?;
-    let model = load_adapter(model, &adapter.join(ADAPTER_FILE))
-        .map_err(|e| bad(format!("--adapter: {e}")))?;
-    let t0 = Instant::now();
-    let (accuracy, loss) = evaluate_ranks(&model, &config.ranks, &data.test, eval_batch, &device)?;
-    let eval_seconds = t0.elapsed().as_secs_f64();
-    let (aurac_log2, aurac_linear) = aurac_both(&config.ranks, &accuracy).map_err(|e| Failure {
-        code: 1,
-        message: e.to_string(),
-    })?;
-    let report = Report {
-        accuracy,
-        loss,
-        aurac_log2,
-        aurac_linear,
-        eval_seconds,
-        peak_rss_mb: peak_rss_mb(),
-        config,
-        ..saved
-    };
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
-    } else {
-        print_table(std::slice::from_ref(&report));
+    if let Some(data) = overrides.data {
+        task.data = data;
     }
+    overrides.rest.apply(&mut task);
+    let mut train = saved.config.train.clone();
+    if let Some(b) = eval_batch {
+        train.eval_batch = b;
+    }
+    if let Some(b) = backend {
+        train.backend = b;
+    }
+    let runner = Runner::new(ClassifyTask::new(task), train)?.quiet(print.quiet_progress());
+    let data = runner.prepare()?;
+    let (report, _) = runner.evaluate_saved(&adapter, &data)?;
+    print.print(std::slice::from_ref(&report));
     Ok(())
 }
 
 fn bench_rt_cmd(args: BenchRtArgs) -> Result<(), Failure> {
     if args.steps == 0 {
-        return Err(bad("--steps must be at least 1".into()));
+        return Err(bad("--steps", "must be at least 1"));
     }
-    let mut config = RunConfig::rt_protocol(&args.model);
-    config.method = args.method.clone();
-    config.backend = args.backend.clone();
-    config.layers = args.layers;
-    config.train_n = Some(config.batch * (args.steps + args.warmup));
-    config.test_n = Some(args.test_n);
-    let config = validated(config)?;
-    let data = prepare_data(&config)?;
-    let outcome = run(&config, &data, true)?;
-    let ms_per_step = outcome
-        .times
-        .steady_ms_per_step(args.warmup)
-        .ok_or_else(|| Failure {
-            code: 1,
-            message: "no timed training steps were recorded".into(),
-        })?;
-    let result = RtBenchResult {
-        bench: "rt",
-        method: outcome.report.method.clone(),
-        backend: config.backend.clone(),
-        // The CPU backends and the fused kernels share rayon's global pool.
-        threads: rayon::current_num_threads(),
-        warmup: args.warmup,
+    let result = RtBench {
         steps: args.steps,
-        batch: config.batch,
-        test_rows: data.test.len(),
-        ranks: config.ranks.clone(),
-        ms_per_step,
-        ms_per_step_all: outcome.times.steady_ms_per_step(0).unwrap_or(f64::NAN),
-        eval_seconds: outcome.report.eval_seconds,
-        peak_rss_mb: outcome.report.peak_rss_mb,
-    };
+        warmup: args.warmup,
+        method: args.method,
+        backend: args.backend,
+        model: args.model,
+        test_n: args.test_n,
+        layers: args.layers,
+    }
+    .run()?;
     if args.json {
         println!(
             "{}",
@@ -651,21 +580,28 @@ fn bench_rt_cmd(args: BenchRtArgs) -> Result<(), Failure> {
 fn plot_cmd(paths: Vec<PathBuf>, output: PathBuf) -> Result<(), Failure> {
     let mut reports = Vec::new();
     for p in &paths {
-        let text = std::fs::read_to_string(p)
-            .map_err(|e| bad(format!("cannot read {}: {e}", p.display())))?;
-        match serde_json::from_str::<Vec<Report>>(&text) {
-            Ok(many) => reports.extend(many),
-            Err(_) => reports.push(
-                serde_json::from_str::<Report>(&text)
-                    .map_err(|e| bad(format!("{} is not a report.json: {e}", p.display())))?,
-            ),
-        }
+        reports.extend(Report::read_many(p).map_err(|e| bad("REPORTS", e))?);
     }
-    matryoshka_lora::plot::plot_reports(&reports, &output).map_err(|e| bad(format!("-o: {e}")))
+    matryoshka_lora::plot::plot_reports(&reports, &output).map_err(|e| bad("-o", e))
+}
+
+/// A clap error as one line: its message without the usage hint.
+fn one_line(error: &clap::Error) -> String {
+    let text = error.render().to_string();
+    let text = text.split("\n\nFor more information").next().unwrap_or("");
+    let text = text.trim().trim_start_matches("error:").trim();
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            eprintln!("error: {}", one_line(&e));
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Train { run, out } => train_cmd(run, out),
         Command::Compare {
@@ -679,8 +615,8 @@ fn main() -> ExitCode {
             data,
             eval_batch,
             backend,
-            json,
-        } => eval_cmd(adapter, data, eval_batch, backend, json),
+            print,
+        } => eval_cmd(adapter, data, eval_batch, backend, print),
         Command::Bench {
             which: BenchCommand::Rt(args),
         } => bench_rt_cmd(args),

@@ -18,22 +18,28 @@ pub enum DataError {
         reason: String,
     },
     /// A column is not in the header.
-    #[error("column `{column}` (--{flag}) is not in {path}; columns are: {available:?}")]
+    #[error("{role} column `{column}` is not in {path}; columns are: {available:?}")]
     MissingColumn {
         /// The column asked for.
         column: String,
-        /// The CLI flag that names it.
-        flag: &'static str,
+        /// Which column it is.
+        role: Column,
         /// The file.
         path: PathBuf,
         /// The header's columns.
         available: Vec<String>,
     },
     /// The label set is empty (given empty, or no rows).
-    #[error(
-        "the label set is empty: pass --labels a,b,... or a file whose label column has values"
-    )]
+    #[error("the label set is empty: list the labels, or use a file whose label column has values")]
     EmptyLabels,
+    /// The label set lists a label twice, or has fewer than two labels.
+    #[error("invalid label set {labels:?}: {reason}")]
+    BadLabels {
+        /// The labels as given.
+        labels: Vec<String>,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// No row carries one of the requested labels.
     #[error("no row of {path} has a label in {labels:?} (column `{column}`)")]
     NoRows {
@@ -46,21 +52,45 @@ pub enum DataError {
     },
     /// Fewer rows than asked for.
     #[error(
-        "{split} split has {available} rows but {asked} were asked for (--{flag}): lower it or use a bigger file"
+        "the {split} split has {available} rows but {asked} were asked for: ask for fewer or use a bigger file"
     )]
     TooFewRows {
         /// `train` or `test`.
         split: &'static str,
-        /// The CLI flag.
-        flag: &'static str,
         /// Rows asked for.
         asked: usize,
         /// Rows available.
         available: usize,
     },
-    /// The split rule divides by zero.
-    #[error("--test-every must be at least 2 (row i is test if i % N == 0), got {0}")]
+    /// The split rule `i % N == 0` needs `N >= 2`.
+    #[error("the test split rule needs N >= 2 (row i is test if i % N == 0), got {0}")]
     BadSplit(usize),
+    /// A split has no rows.
+    #[error("the {split} split of {path} is empty")]
+    EmptySplit {
+        /// `train` or `test`.
+        split: &'static str,
+        /// The data file.
+        path: PathBuf,
+    },
+}
+
+/// A column of the data file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    /// The text column.
+    Text,
+    /// The label column.
+    Label,
+}
+
+impl std::fmt::Display for Column {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Text => "text",
+            Self::Label => "label",
+        })
+    }
 }
 
 /// Which columns hold the text and the label, and which labels to keep.
@@ -123,8 +153,8 @@ impl TextClassificationData {
         {
             return Err(DataError::BadSplit(*n));
         }
-        if spec.labels.as_ref().is_some_and(|l| l.is_empty()) {
-            return Err(DataError::EmptyLabels);
+        if let Some(labels) = &spec.labels {
+            check_labels(labels)?;
         }
         let rows = read_rows(path, spec)?;
         let labels = match &spec.labels {
@@ -158,7 +188,7 @@ impl TextClassificationData {
                 labels,
             });
         }
-        let (train, test) = match split {
+        let (train, test): (Vec<TextExample>, Vec<TextExample>) = match split {
             SplitRule::Every(n) => {
                 let (mut train, mut test) = (Vec::new(), Vec::new());
                 for (i, ex) in kept.into_iter().enumerate() {
@@ -172,11 +202,28 @@ impl TextClassificationData {
             }
             SplitRule::TestFile(test) => (kept, keep(read_rows(test, spec)?)),
         };
+        for (name, rows) in [("train", &train), ("test", &test)] {
+            if rows.is_empty() {
+                return Err(DataError::EmptySplit {
+                    split: name,
+                    path: path.to_path_buf(),
+                });
+            }
+        }
         Ok(Self {
             train,
             test,
             labels,
         })
+    }
+
+    /// Checks what can be checked of `spec` without reading a file: a listed
+    /// label set has two or more distinct, trimmed, non-empty labels.
+    pub fn check_spec(spec: &CsvSpec) -> Result<(), DataError> {
+        match &spec.labels {
+            Some(labels) => check_labels(labels),
+            None => Ok(()),
+        }
     }
 
     /// Keeps the first `train_n` train and `test_n` test examples; errors if
@@ -186,15 +233,14 @@ impl TextClassificationData {
         train_n: Option<usize>,
         test_n: Option<usize>,
     ) -> Result<Self, DataError> {
-        for (split, flag, rows, n) in [
-            ("train", "train-n", &mut self.train, train_n),
-            ("test", "test-n", &mut self.test, test_n),
+        for (split, rows, n) in [
+            ("train", &mut self.train, train_n),
+            ("test", &mut self.test, test_n),
         ] {
             if let Some(n) = n {
                 if n > rows.len() {
                     return Err(DataError::TooFewRows {
                         split,
-                        flag,
                         asked: n,
                         available: rows.len(),
                     });
@@ -209,6 +255,31 @@ impl TextClassificationData {
     pub fn num_classes(&self) -> usize {
         self.labels.len()
     }
+}
+
+/// A listed label set must have two or more distinct labels (trimmed).
+fn check_labels(labels: &[String]) -> Result<(), DataError> {
+    if labels.is_empty() {
+        return Err(DataError::EmptyLabels);
+    }
+    let bad = |reason| DataError::BadLabels {
+        labels: labels.to_vec(),
+        reason,
+    };
+    if labels.iter().any(|l| l.trim() != l || l.is_empty()) {
+        return Err(bad(
+            "labels must be non-empty and have no surrounding spaces",
+        ));
+    }
+    if labels.len() < 2 {
+        return Err(bad("a classifier needs at least two labels"));
+    }
+    let mut sorted = labels.to_vec();
+    sorted.sort();
+    if sorted.windows(2).any(|w| w[0] == w[1]) {
+        return Err(bad("a label is listed twice"));
+    }
+    Ok(())
 }
 
 /// `(text, label)` of every row, checking the columns exist.
@@ -232,19 +303,19 @@ fn read_rows(path: &Path, spec: &CsvSpec) -> Result<Vec<(String, String)>, DataE
         .iter()
         .map(String::from)
         .collect();
-    let column = |name: &str, flag: &'static str| {
+    let column = |name: &str, role: Column| {
         headers
             .iter()
             .position(|h| h == name)
             .ok_or_else(|| DataError::MissingColumn {
                 column: name.to_string(),
-                flag,
+                role,
                 path: path.to_path_buf(),
                 available: headers.clone(),
             })
     };
-    let text_i = column(&spec.text_col, "text-col")?;
-    let label_i = column(&spec.label_col, "label-col")?;
+    let text_i = column(&spec.text_col, Column::Text)?;
+    let label_i = column(&spec.label_col, Column::Label)?;
     let mut rows = Vec::new();
     for record in csv.records() {
         let record = record.map_err(|e| io(e.to_string()))?;
@@ -300,8 +371,16 @@ mod tests {
         };
         let err =
             TextClassificationData::from_csv(&path, &bad_col, &SplitRule::Every(5)).unwrap_err();
-        assert!(matches!(err, DataError::MissingColumn { .. }), "{err}");
-        assert!(err.to_string().contains("--label-col"));
+        assert!(
+            matches!(
+                err,
+                DataError::MissingColumn {
+                    role: Column::Label,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let empty = CsvSpec {
             labels: Some(vec![]),
             ..CsvSpec::default()
@@ -319,6 +398,28 @@ mod tests {
             Err(DataError::TooFewRows { split: "train", .. })
         ));
         assert_eq!(data.truncate(Some(1), Some(2)).unwrap().test.len(), 2);
+        for bad in [
+            vec!["fresh"],
+            vec!["fresh", "fresh"],
+            vec!["rotten", " fresh"],
+        ] {
+            let spec = CsvSpec {
+                labels: Some(bad.iter().map(|l| l.to_string()).collect()),
+                ..CsvSpec::default()
+            };
+            let err = TextClassificationData::from_csv(&path, &spec, &SplitRule::Every(2));
+            assert!(matches!(err, Err(DataError::BadLabels { .. })), "{bad:?}");
+        }
+        // one kept row: it is test (row 0), so the train split is empty
+        let one = write("one.csv", "category,text\nfresh,a\nplot,b\n");
+        let spec2 = CsvSpec {
+            labels: Some(vec!["rotten".into(), "fresh".into()]),
+            ..CsvSpec::default()
+        };
+        assert!(matches!(
+            TextClassificationData::from_csv(&one, &spec2, &SplitRule::Every(2)),
+            Err(DataError::EmptySplit { split: "train", .. })
+        ));
         let missing = TextClassificationData::from_csv(
             Path::new("/nonexistent/x.csv"),
             &spec,

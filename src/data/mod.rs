@@ -6,5 +6,5 @@ mod csv_dataset;
 mod tokenizer;
 
 pub use batcher::{TextBatch, TextBatcher, TokenizedExample};
-pub use csv_dataset::{CsvSpec, DataError, SplitRule, TextClassificationData, TextExample};
+pub use csv_dataset::{Column, CsvSpec, DataError, SplitRule, TextClassificationData, TextExample};
 pub use tokenizer::TextTokenizer;

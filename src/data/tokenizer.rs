@@ -1,6 +1,6 @@
 //! A Hugging Face `tokenizer.json` with our own truncation and no fixed padding.
 
-use crate::bert::LoadError;
+use crate::models::LoadError;
 use std::path::{Path, PathBuf};
 use tokenizers::{Tokenizer, TruncationParams};
 

@@ -1,18 +1,22 @@
-//! One training run through burn-train's `Learner`.
+//! Training and evaluation passes through burn-train: the `Learner` for a
+//! training run (per-rank validation after each epoch), the `Evaluator` for a
+//! trained model.
 
 use super::learner_model::{RankedLearnerModel, StepPlan};
-use super::metric_log::MetricLog;
-use super::metrics::{AuracMetric, RankAccuracyMetric, RankLossMetric, rank_loss_name};
+use super::metrics::{
+    AuracMetric, Divergence, DivergenceGuard, RankAccuracyMetric, RankEvalCollector,
+    RankEvaluation, RankLossMetric, RankTotals,
+};
+use super::model::TaskModel;
 use super::schedule::LinearWarmupDecay;
-use super::task::RankedTask;
 use super::timing::{SplitTimes, Timed};
-use crate::aurac::RankAxis;
+use crate::adapter::RankAxis;
 use burn::data::dataloader::DataLoader;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::AdamWConfig;
 use burn::train::metric::LossMetric;
 use burn::train::renderer::MetricsRenderer;
-use burn::train::{Learner, SupervisedTraining};
+use burn::train::{EvaluatorBuilder, Interrupter, Learner, SupervisedTraining};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -72,17 +76,35 @@ pub enum FitError {
     /// burn-train reported an error.
     #[error("training failed: {0}")]
     Learner(String),
-    /// The loss became NaN or infinite.
-    #[error("the loss is not finite ({0}): lower --lr, or check the data")]
-    NonFiniteLoss(f64),
+    /// The training loss became NaN or infinite; training stopped there.
+    #[error(
+        "the training loss is not finite ({loss}) at step {step}; training stopped: lower the learning rate, or check the data"
+    )]
+    Diverged {
+        /// The step (from 1) whose loss was not finite.
+        step: usize,
+        /// That loss.
+        loss: f64,
+    },
+    /// A loss of the per-rank evaluation is NaN or infinite.
+    #[error("the evaluation loss at rank {rank} is not finite ({loss}): the adapter diverged")]
+    NonFiniteEvalLoss {
+        /// The rank.
+        rank: usize,
+        /// Its loss.
+        loss: f64,
+    },
+    /// The evaluation saw no examples.
+    #[error("the evaluation produced no per-rank figures (no evaluation examples?)")]
+    NoEvaluation,
 }
 
 /// What a run produced.
 pub struct FitResult<T> {
     /// The trained model (inner, non-autodiff device).
     pub task: T,
-    /// Every logged metric.
-    pub log: MetricLog,
+    /// The per-rank figures of the last validation pass.
+    pub evaluation: RankEvaluation,
     /// Wall times of the train and valid splits.
     pub times: SplitTimes,
 }
@@ -90,9 +112,12 @@ pub struct FitResult<T> {
 /// Trains `task` with `plan` on `train`, evaluating every rank of the plan on
 /// `valid` after each epoch, through burn-train's `Learner`.
 ///
-/// Metrics logged: `Loss` (train), `Accuracy@r{k}` and `Loss@r{k}` for each
-/// `k`, `AURAC-log2` and `AURAC-linear` (valid).
-pub fn fit<T: RankedTask>(
+/// Metrics shown: `Loss` (train), `Accuracy@r{k}` and `Loss@r{k}` for each
+/// `k`, `AURAC-log2` and `AURAC-linear` (valid). The per-rank figures of the
+/// last validation pass come back as numbers in [`FitResult::evaluation`].
+/// A NaN or infinite training loss stops training at once
+/// ([`FitError::Diverged`]).
+pub fn fit<T: TaskModel>(
     task: T,
     plan: StepPlan,
     train: Arc<dyn DataLoader<T::Batch>>,
@@ -102,12 +127,12 @@ pub fn fit<T: RankedTask>(
 ) -> Result<FitResult<T>, FitError> {
     if !(options.lr.is_finite() && options.lr > 0.0 && options.lr <= 1.0) {
         return Err(FitError::Invalid(format!(
-            "--lr must be in (0, 1], got {}",
+            "the learning rate must be in (0, 1], got {}",
             options.lr
         )));
     }
     if options.epochs == 0 {
-        return Err(FitError::Invalid("--epochs must be at least 1".into()));
+        return Err(FitError::Invalid("epochs must be at least 1".into()));
     }
     let ranks = plan.ranks.clone();
     let model =
@@ -128,42 +153,106 @@ pub fn fit<T: RankedTask>(
     };
     let learner = Learner::new(model, optim.init(), schedule);
 
-    let log = MetricLog::new();
+    let totals = RankTotals::new();
+    let divergence = Divergence::default();
+    let interrupter = Interrupter::new();
     let times = SplitTimes::default();
-    let mut training = SupervisedTraining::new(&options.artifact_dir, train, valid)
+    let training = SupervisedTraining::new(&options.artifact_dir, train, valid)
         .metric_train_numeric(LossMetric::new())
-        .with_metric_logger(log.clone())
+        .metric_train(DivergenceGuard::new(
+            divergence.clone(),
+            interrupter.clone(),
+        ))
+        .with_interrupter(interrupter)
         .renderer(Box::new(Timed::new(renderer, times.clone())))
         .with_application_logger(None)
         .num_epochs(options.epochs);
-    for (i, &k) in ranks.iter().enumerate() {
-        training = training
-            .metric_valid_numeric(RankAccuracyMetric::new(i, k))
-            .metric_valid_numeric(RankLossMetric::new(i, k));
-    }
-    training = training
-        .metric_valid_numeric(AuracMetric::new(RankAxis::Log2))
-        .metric_valid_numeric(AuracMetric::new(RankAxis::Linear));
+    let training = register_rank_metrics(
+        training,
+        &ranks,
+        &totals,
+        |t, m| t.metric_valid_numeric(m),
+        |t, m| t.metric_valid_numeric(m),
+        |t, m| t.metric_valid_numeric(m),
+        |t, m| t.metric_valid(m),
+    );
     let result = training.launch(learner);
+    if let Some((step, loss)) = divergence.first() {
+        return Err(FitError::Diverged { step, loss });
+    }
     if let Some(error) = result.error {
         return Err(FitError::Learner(format!("{error:?}")));
     }
-    let epoch = log.last_epoch();
-    if let Some(loss) = log.value("Loss", "train", epoch)
-        && !loss.is_finite()
-    {
-        return Err(FitError::NonFiniteLoss(loss));
-    }
-    for &k in &ranks {
-        if let Some(loss) = log.value(&rank_loss_name(k), "valid", epoch)
-            && !loss.is_finite()
-        {
-            return Err(FitError::NonFiniteLoss(loss));
-        }
-    }
+    let evaluation = checked(totals.latest())?;
     Ok(FitResult {
         task: result.model.task,
-        log,
+        evaluation,
         times,
     })
+}
+
+/// Evaluates `task` at every rank of `ranks` on `data` through burn-train's
+/// `Evaluator`, with the same per-rank metrics as training's validation.
+pub fn evaluate<T: TaskModel>(
+    task: T,
+    ranks: &crate::adapter::RankSet,
+    data: Arc<dyn DataLoader<T::Batch>>,
+    artifact_dir: &std::path::Path,
+    renderer: Box<dyn MetricsRenderer>,
+) -> Result<RankEvaluation, FitError> {
+    let plan = StepPlan::new(super::TrainMethod::Matryoshka, ranks, 0);
+    let model =
+        RankedLearnerModel::new(task, plan).map_err(|e| FitError::Invalid(e.to_string()))?;
+    let totals = RankTotals::new();
+    let builder = EvaluatorBuilder::new(artifact_dir)
+        .renderer(renderer)
+        .with_application_logger(None);
+    let builder = register_rank_metrics(
+        builder,
+        ranks.ranks(),
+        &totals,
+        |b, m| b.metric_numeric(m),
+        |b, m| b.metric_numeric(m),
+        |b, m| b.metric_numeric(m),
+        |b, m| b.metric(m),
+    );
+    let result = builder.build(model).eval("test", data);
+    if let Some(error) = result.error {
+        return Err(FitError::Learner(format!("{error:?}")));
+    }
+    checked(totals.latest())
+}
+
+/// Registers `Accuracy@r{k}`, `Loss@r{k}`, both AURACs and the collector on a
+/// burn-train builder (the `Learner`'s validation or the `Evaluator`).
+fn register_rank_metrics<B>(
+    mut builder: B,
+    ranks: &[usize],
+    totals: &RankTotals,
+    accuracy: impl Fn(B, RankAccuracyMetric) -> B,
+    loss: impl Fn(B, RankLossMetric) -> B,
+    auc: impl Fn(B, AuracMetric) -> B,
+    collector: impl Fn(B, RankEvalCollector) -> B,
+) -> B {
+    for (i, &k) in ranks.iter().enumerate() {
+        builder = accuracy(builder, RankAccuracyMetric::new(i, k));
+        builder = loss(builder, RankLossMetric::new(i, k));
+    }
+    builder = auc(builder, AuracMetric::new(RankAxis::Log2));
+    builder = auc(builder, AuracMetric::new(RankAxis::Linear));
+    collector(builder, RankEvalCollector::new(totals.clone()))
+}
+
+/// The evaluation, if it exists and every loss is finite.
+fn checked(evaluation: Option<RankEvaluation>) -> Result<RankEvaluation, FitError> {
+    let evaluation = evaluation.ok_or(FitError::NoEvaluation)?;
+    if let Some((&rank, &loss)) = evaluation
+        .ranks
+        .iter()
+        .zip(&evaluation.loss)
+        .find(|(_, l)| !l.is_finite())
+    {
+        return Err(FitError::NonFiniteEvalLoss { rank, loss });
+    }
+    Ok(evaluation)
 }

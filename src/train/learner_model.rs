@@ -1,11 +1,9 @@
 //! The burn-train model: training steps that apply the method, validation steps
 //! that evaluate every nested rank.
 
+use super::model::{RankedBatchOutput, TaskModel};
 use super::objective::TrainMethod;
-use super::task::{RankedBatchOutput, RankedTask};
-use crate::active_rank::{ActiveRank, AdaptedModule};
-use crate::method::RankSampler;
-use crate::rank_set::RankSet;
+use crate::adapter::{ActiveRank, AdaptedModule, RankSampler, RankSet};
 use burn::module::Module;
 use burn::prelude::*;
 use burn::train::ItemLazy;
@@ -41,7 +39,7 @@ impl StepPlan {
     }
 }
 
-/// A [`RankedTask`] wrapped for burn-train's `Learner`.
+/// A [`TaskModel`] wrapped for burn-train's `Learner`.
 #[derive(Module, Debug)]
 pub struct RankedLearnerModel<T: Module> {
     /// The adapted model.
@@ -93,9 +91,9 @@ impl ItemLazy for PerRankOutput {
     }
 }
 
-impl<T: RankedTask> RankedLearnerModel<T> {
+impl<T: TaskModel> RankedLearnerModel<T> {
     /// Wraps `task`; errors if a rank of `plan` is not usable by every adapter.
-    pub fn new(task: T, plan: StepPlan) -> crate::Result<Self> {
+    pub fn new(task: T, plan: StepPlan) -> crate::adapter::Result<Self> {
         for &k in &plan.ranks {
             task.clone().with_active_rank(ActiveRank::Rank(k))?;
         }
@@ -177,7 +175,7 @@ impl<T: RankedTask> RankedLearnerModel<T> {
     }
 }
 
-impl<T: RankedTask> TrainStep for RankedLearnerModel<T> {
+impl<T: TaskModel> TrainStep for RankedLearnerModel<T> {
     type Input = T::Batch;
     type Output = TrainStepOutput;
 
@@ -188,7 +186,7 @@ impl<T: RankedTask> TrainStep for RankedLearnerModel<T> {
     }
 }
 
-impl<T: RankedTask> InferenceStep for RankedLearnerModel<T> {
+impl<T: TaskModel> InferenceStep for RankedLearnerModel<T> {
     type Input = T::Batch;
     type Output = PerRankOutput;
 

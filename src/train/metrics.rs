@@ -1,14 +1,18 @@
-//! burn-train metrics: accuracy and loss at each rank, and AURAC.
+//! burn-train metrics: accuracy and loss at each rank and AURAC (shown while
+//! training), the collector that hands the per-rank figures to the runner as
+//! numbers, and the guard that stops a diverging run.
 
-use super::learner_model::PerRankOutput;
-use crate::aurac::{RankAxis, aurac};
+use super::learner_model::{PerRankOutput, TrainStepOutput};
+use crate::adapter::{RankAxis, aurac};
+use burn::prelude::*;
 use burn::tensor::TensorReadError;
+use burn::train::Interrupter;
 use burn::train::metric::state::{FormatOptions, NumericMetricState};
 use burn::train::metric::{
     Adaptor, Metric, MetricAttributes, MetricMetadata, MetricName, Numeric, NumericAttributes,
     NumericEntry, SerializedEntry,
 };
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Per-rank sums of one batch, read back from the device: `(loss, score)` per
 /// rank and the example count.
@@ -271,3 +275,239 @@ impl Metric for AuracMetric {
     }
 }
 numeric_impl!(AuracMetric);
+
+/// Loss and score sums at each rank of one evaluation pass.
+#[derive(Debug, Clone, PartialEq)]
+struct RankSums {
+    ranks: Vec<usize>,
+    /// `sum over batches of mean loss * count`, per rank.
+    loss: Vec<f64>,
+    /// Summed scores, per rank.
+    score: Vec<f64>,
+    /// Examples.
+    count: usize,
+}
+
+/// The per-rank figures of one evaluation pass over a dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankEvaluation {
+    /// The ranks, ascending.
+    pub ranks: Vec<usize>,
+    /// Mean loss per example at each rank.
+    pub loss: Vec<f64>,
+    /// `100 * sum of scores / examples` at each rank (accuracy, in %).
+    pub score: Vec<f64>,
+    /// Examples evaluated.
+    pub examples: usize,
+}
+
+#[derive(Default)]
+struct TotalsState {
+    /// The pass being accumulated.
+    current: Option<RankSums>,
+    /// The last pass burn-train closed (end of a validation epoch).
+    completed: Option<RankSums>,
+}
+
+/// Where [`RankEvalCollector`] (inside burn-train) puts each evaluation pass's
+/// per-rank sums and where the runner reads them: computed once, by the pass
+/// itself, handed over as numbers. Clones share the same totals.
+#[derive(Clone, Default)]
+pub struct RankTotals {
+    state: Arc<Mutex<TotalsState>>,
+}
+
+impl RankTotals {
+    /// Empty totals.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one batch's per-rank output (values read from the device).
+    pub fn add(&self, output: &PerRankOutput) -> Result<(), TensorReadError> {
+        let n = output.ranks.len();
+        let mut batch = RankSums {
+            ranks: output.ranks.clone(),
+            loss: vec![0.0; n],
+            score: vec![0.0; n],
+            count: 0,
+        };
+        for (i, out) in output.outputs.iter().enumerate() {
+            batch.loss[i] = out.loss.clone().try_into_scalar::<f64>()? * out.count as f64;
+            batch.score[i] = out.score.clone().try_into_scalar::<f64>()?;
+            batch.count = out.count;
+        }
+        let Ok(mut state) = self.state.lock() else {
+            return Ok(());
+        };
+        match &mut state.current {
+            Some(sums) if sums.ranks == batch.ranks => {
+                for i in 0..n {
+                    sums.loss[i] += batch.loss[i];
+                    sums.score[i] += batch.score[i];
+                }
+                sums.count += batch.count;
+            }
+            slot => *slot = Some(batch),
+        }
+        Ok(())
+    }
+
+    /// Closes the pass being accumulated (burn-train clears its metrics at the
+    /// end of each validation epoch).
+    pub fn close_pass(&self) {
+        if let Ok(mut state) = self.state.lock()
+            && let Some(sums) = state.current.take()
+        {
+            state.completed = Some(sums);
+        }
+    }
+
+    /// The figures of the latest pass: the one being accumulated if it has
+    /// data, else the last one closed. `None` before any batch.
+    pub fn latest(&self) -> Option<RankEvaluation> {
+        let state = self.state.lock().ok()?;
+        let sums = state.current.as_ref().or(state.completed.as_ref())?;
+        let n = sums.count.max(1) as f64;
+        Some(RankEvaluation {
+            ranks: sums.ranks.clone(),
+            loss: sums.loss.iter().map(|l| l / n).collect(),
+            score: sums.score.iter().map(|s| 100.0 * s / n).collect(),
+            examples: sums.count,
+        })
+    }
+}
+
+/// A burn-train metric that feeds every evaluation batch into [`RankTotals`].
+/// It displays the examples seen so far.
+#[derive(Clone)]
+pub struct RankEvalCollector {
+    totals: RankTotals,
+    name: MetricName,
+}
+
+impl RankEvalCollector {
+    /// A collector writing into `totals`.
+    pub fn new(totals: RankTotals) -> Self {
+        Self {
+            totals,
+            name: Arc::new("per-rank".to_string()),
+        }
+    }
+}
+
+impl RankEvalCollector {
+    /// The examples accumulated so far, as a metric entry.
+    fn seen(&self) -> SerializedEntry {
+        let seen = self.totals.latest().map(|e| e.examples).unwrap_or(0);
+        SerializedEntry::new(format!("{seen} examples"), seen.to_string())
+    }
+}
+
+impl Metric for RankEvalCollector {
+    type Input = PerRankInput;
+
+    fn name(&self) -> MetricName {
+        self.name.clone()
+    }
+
+    fn update(
+        &mut self,
+        item: &PerRankInput,
+        _: &MetricMetadata,
+    ) -> Result<SerializedEntry, TensorReadError> {
+        self.totals.add(&item.output)?;
+        Ok(self.seen())
+    }
+
+    fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
+        Ok(self.seen())
+    }
+
+    fn clear(&mut self) {
+        self.totals.close_pass();
+    }
+}
+
+/// The first training step whose loss was not finite, and that loss.
+#[derive(Clone, Default)]
+pub struct Divergence {
+    first: Arc<Mutex<Option<(usize, f64)>>>,
+}
+
+impl Divergence {
+    /// `(step, loss)` of the first non-finite loss (steps count from 1), if any.
+    pub fn first(&self) -> Option<(usize, f64)> {
+        self.first.lock().ok().and_then(|f| *f)
+    }
+}
+
+/// The training loss of one step, for [`DivergenceGuard`].
+#[derive(Debug, Clone)]
+pub struct StepLossInput {
+    loss: Tensor<1>,
+}
+
+impl Adaptor<StepLossInput> for TrainStepOutput {
+    fn adapt(&self) -> StepLossInput {
+        StepLossInput {
+            loss: self.loss.clone(),
+        }
+    }
+}
+
+/// A burn-train training metric that stops the run (through its
+/// [`Interrupter`]) at the first NaN or infinite loss, and records where.
+#[derive(Clone)]
+pub struct DivergenceGuard {
+    divergence: Divergence,
+    interrupter: Interrupter,
+    step: usize,
+    name: MetricName,
+}
+
+impl DivergenceGuard {
+    /// A guard that records into `divergence` and stops `interrupter`.
+    pub fn new(divergence: Divergence, interrupter: Interrupter) -> Self {
+        Self {
+            divergence,
+            interrupter,
+            step: 0,
+            name: Arc::new("divergence".to_string()),
+        }
+    }
+}
+
+impl Metric for DivergenceGuard {
+    type Input = StepLossInput;
+
+    fn name(&self) -> MetricName {
+        self.name.clone()
+    }
+
+    fn update(
+        &mut self,
+        item: &StepLossInput,
+        _: &MetricMetadata,
+    ) -> Result<SerializedEntry, TensorReadError> {
+        self.step += 1;
+        let loss = item.loss.clone().try_into_scalar::<f64>()?;
+        if !loss.is_finite()
+            && let Ok(mut first) = self.divergence.first.lock()
+            && first.is_none()
+        {
+            *first = Some((self.step, loss));
+            self.interrupter.stop(Some(&format!(
+                "non-finite loss {loss} at step {}",
+                self.step
+            )));
+        }
+        Ok(SerializedEntry::new(String::new(), String::new()))
+    }
+
+    fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
+        Ok(SerializedEntry::new(String::new(), String::new()))
+    }
+
+    fn clear(&mut self) {}
+}

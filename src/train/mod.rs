@@ -1,29 +1,47 @@
-//! Training with burn-train: the methods, per-rank metrics and AURAC, reports.
+//! Training and evaluating any task per rank: the [`Task`] trait an
+//! application implements once, the [`Runner`] that does everything else, and
+//! the burn-train pieces underneath (the learner model applying each method's
+//! `P`, per-rank metrics, AURAC, the schedule, progress and timing).
 //!
-//! Task-generic: a model implements [`RankedTask`] (batch -> loss and a score
-//! summed over examples), and [`RankedLearnerModel`] turns it into a burn-train
-//! model whose training step applies the method's `P` and whose validation step
-//! evaluates every nested rank.
+//! ```no_run
+//! use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask};
+//! use matryoshka_lora::train::{Runner, TrainConfig, TrainMethod};
+//!
+//! let task = ClassifyTask::new(ClassifyConfig::rt_protocol("assets"));
+//! let runner = Runner::new(task, TrainConfig::default().with_method(TrainMethod::Matryoshka))?;
+//! let data = runner.prepare()?;
+//! let outcome = runner.train(&data)?;
+//! println!("AURAC {:.2}, accuracy per rank {:?}", outcome.report.aurac_log2, outcome.report.curve());
+//! runner.save("runs/rt".as_ref(), &outcome.report, Some(&outcome.model))?;
+//! # Ok::<(), matryoshka_lora::train::RunError>(())
+//! ```
 
+mod config;
+mod error;
 mod fit;
 mod learner_model;
-mod metric_log;
 mod metrics;
+mod model;
 mod objective;
 mod progress;
+mod runner;
 mod schedule;
 mod task;
 mod timing;
 
-pub use fit::{FitError, FitOptions, FitResult, fit};
+pub use config::TrainConfig;
+pub use error::{BoxError, RunError, Setting};
+pub use fit::{FitError, FitOptions, FitResult, evaluate, fit};
 pub use learner_model::{PerRankOutput, RankedLearnerModel, StepPlan, TrainStepOutput};
-pub use metric_log::MetricLog;
 pub use metrics::{
-    AuracMetric, RankAccuracyMetric, RankLossMetric, aurac_metric_name, rank_accuracy_name,
+    AuracMetric, Divergence, DivergenceGuard, RankAccuracyMetric, RankEvalCollector,
+    RankEvaluation, RankLossMetric, RankTotals, aurac_metric_name, rank_accuracy_name,
     rank_loss_name,
 };
+pub use model::{RankedBatchOutput, TaskModel};
 pub use objective::{HeadMode, ParseError, TrainMethod};
 pub use progress::{ProgressRenderer, QuietRenderer};
+pub use runner::{RunOutcome, Runner, save_plots};
 pub use schedule::LinearWarmupDecay;
-pub use task::{RankedBatchOutput, RankedTask};
+pub use task::{RankMetrics, Task, TaskData};
 pub use timing::{SplitTimes, Timed};

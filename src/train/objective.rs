@@ -1,6 +1,6 @@
 //! Training methods and head modes as the CLI and reports name them.
 
-use crate::method::AdapterMethod;
+use crate::adapter::{AdapterMethod, DyLoraVariant};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -23,13 +23,26 @@ pub enum TrainMethod {
 }
 
 impl TrainMethod {
-    /// All methods.
-    pub const ALL: [TrainMethod; 4] = [
+    /// Every method, in [`TrainMethod::index`] order.
+    pub const ALL: [TrainMethod; 5] = [
         Self::Lora,
         Self::Dylora,
+        Self::DyloraOriginal,
         Self::Matryoshka,
         Self::MatryoshkaExact,
     ];
+
+    /// The method's position in [`TrainMethod::ALL`]. An exhaustive match: a
+    /// new variant does not compile until it is given a place in `ALL`.
+    pub const fn index(self) -> usize {
+        match self {
+            Self::Lora => 0,
+            Self::Dylora => 1,
+            Self::DyloraOriginal => 2,
+            Self::Matryoshka => 3,
+            Self::MatryoshkaExact => 4,
+        }
+    }
 
     /// The adapter method whose `P` the adapters are built with.
     pub fn adapter_method(&self) -> AdapterMethod {
@@ -37,7 +50,7 @@ impl TrainMethod {
             Self::Lora => AdapterMethod::Lora,
             Self::Dylora => AdapterMethod::dylora(),
             Self::DyloraOriginal => AdapterMethod::DyLora {
-                variant: crate::method::DyLoraVariant::Original,
+                variant: DyLoraVariant::Original,
             },
             Self::Matryoshka | Self::MatryoshkaExact => AdapterMethod::matryoshka(),
         }
@@ -63,14 +76,14 @@ impl fmt::Display for TrainMethod {
 
 /// A value that is not one of the allowed names.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("unknown {what} `{got}`: use one of {allowed}")]
+#[error("unknown {what} `{got}`: use one of {}", allowed.join(", "))]
 pub struct ParseError {
     /// What was parsed.
     pub what: &'static str,
     /// The value given.
     pub got: String,
     /// The allowed values.
-    pub allowed: &'static str,
+    pub allowed: Vec<&'static str>,
 }
 
 impl FromStr for TrainMethod {
@@ -83,7 +96,7 @@ impl FromStr for TrainMethod {
             .ok_or_else(|| ParseError {
                 what: "method",
                 got: s.to_string(),
-                allowed: "lora, dylora, dylora-original, matryoshka, matryoshka-exact",
+                allowed: Self::ALL.iter().map(|m| m.name()).collect(),
             })
     }
 }
@@ -126,7 +139,7 @@ impl FromStr for HeadMode {
             _ => Err(ParseError {
                 what: "head mode",
                 got: s.to_string(),
-                allowed: "joint, probe",
+                allowed: vec!["joint", "probe"],
             }),
         }
     }
@@ -137,10 +150,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_round_trip() {
-        for m in TrainMethod::ALL {
+    fn every_method_is_listed_and_names_round_trip() {
+        for (i, m) in TrainMethod::ALL.into_iter().enumerate() {
+            assert_eq!(m.index(), i, "{m} is out of place in ALL");
             assert_eq!(m.name().parse::<TrainMethod>().unwrap(), m);
+            let json = serde_json::to_string(&m).unwrap();
+            assert_eq!(json, format!("\"{}\"", m.name()));
         }
+        assert_eq!(
+            "dylora-original".parse::<TrainMethod>().unwrap(),
+            TrainMethod::DyloraOriginal
+        );
         assert!(
             "lorax"
                 .parse::<TrainMethod>()

@@ -1,27 +1,124 @@
-//! The one trait a model implements to be trained and evaluated per rank.
+//! The task abstraction: what an application supplies so that the
+//! [`Runner`](super::Runner) can train and evaluate it per rank.
 
-use burn::module::{Module, ModuleDisplay};
+use super::error::RunError;
+use super::model::TaskModel;
+use crate::adapter::Injection;
+use burn::data::dataloader::batcher::Batcher;
 use burn::prelude::*;
+use serde_json::{Map, Value};
 
-/// What one batch yields at the model's active rank.
+/// A task's prepared examples, read and preprocessed once and shared by every
+/// run on them (the methods of a comparison, say).
 #[derive(Debug, Clone)]
-pub struct RankedBatchOutput {
-    /// Mean loss over the batch, `[1]`.
-    pub loss: Tensor<1>,
-    /// Sum of per-example scores, `[1]` (correct predictions for classification,
-    /// exact matches for generation, ...). Accuracy = 100 * score / count.
-    pub score: Tensor<1>,
-    /// Examples in the batch.
-    pub count: usize,
+pub struct TaskData<I, M> {
+    /// Training examples, in data order (the runner shuffles per epoch).
+    pub train: Vec<I>,
+    /// Evaluation examples, in data order.
+    pub test: Vec<I>,
+    /// What the task learned from the data besides the examples (label
+    /// names, a vocabulary, ...), used to build the model.
+    pub meta: M,
 }
 
-/// A model with adapters that maps a batch to a loss and a score. Everything
-/// else (the method's `P`, DyLoRA's draws, per-rank evaluation, AURAC) is the
-/// trainer's business.
-pub trait RankedTask: Module + ModuleDisplay + 'static {
-    /// The batch type (what the data loader yields).
-    type Batch: Clone + Send + Sync + 'static;
+/// Per-rank results a task computes itself, beyond the teacher-forced loss
+/// and score of [`TaskModel::forward_batch`]: name and value, e.g.
+/// `("exact_match", 41.5)` from generation.
+pub type RankMetrics = Vec<(String, f64)>;
 
-    /// Loss and score of `batch` with the adapters' active diagonals.
-    fn forward_batch(&self, batch: &Self::Batch) -> RankedBatchOutput;
+/// A fine-tuning task: a model with adapters, its data, and how it is scored.
+///
+/// The [`Runner`](super::Runner) does everything else once, for every task:
+/// seeded data order, training through burn-train's `Learner` with the
+/// method's `P` (DyLoRA's draws, the exact objective, the probe head mode),
+/// per-rank evaluation at every `k` in `S`, AURAC, the report, checkpoints,
+/// atomic output files and the plot.
+///
+/// Only [`Task::name`], [`Task::prepare`], [`Task::batcher`] and
+/// [`Task::build_model`] have no default. `examples/custom_task.rs` is a
+/// complete implementation for a model of one's own.
+pub trait Task {
+    /// One prepared example, as the data loader holds it.
+    type Item: Clone + Send + Sync + std::fmt::Debug + 'static;
+    /// What [`Task::prepare`] learns from the data for [`Task::build_model`].
+    type Meta: Clone;
+    /// The model with adapters.
+    type Model: TaskModel;
+    /// Turns items into a batch of [`Task::Model`] on a device.
+    type Batcher: Batcher<Self::Item, <Self::Model as TaskModel>::Batch> + Clone + 'static;
+
+    /// The task's name in reports (`report.json`'s `task`).
+    fn name(&self) -> &str;
+
+    /// The task's own settings, recorded in `report.json`'s `config` beside
+    /// the training settings (the data and model it was given, ...).
+    fn settings(&self) -> Map<String, Value> {
+        Map::new()
+    }
+
+    /// The adapter targets used when the run names none (PEFT's
+    /// `target_modules`, matched against the model's module paths).
+    fn default_targets(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Checks the task's settings without reading data or weights
+    /// (errors name the setting: [`RunError::invalid`]).
+    fn check(&self) -> Result<(), RunError> {
+        Ok(())
+    }
+
+    /// Reads and preprocesses the data.
+    fn prepare(&self) -> Result<TaskData<Self::Item, Self::Meta>, RunError>;
+
+    /// The batcher for training and evaluation batches.
+    fn batcher(&self) -> Self::Batcher;
+
+    /// Builds (or loads) the model on `device` with adapters wherever
+    /// `injection` selects; the runner seeds `device` first and checks the
+    /// injection's outcome afterwards.
+    fn build_model(
+        &self,
+        meta: &Self::Meta,
+        injection: &Injection,
+        device: &Device,
+    ) -> Result<Self::Model, RunError>;
+
+    /// Module paths (burn's, e.g. `head`) whose parameters train in full
+    /// beside the adapters, and are saved with them. A path selects that
+    /// module and everything under it.
+    fn trainable_modules(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The name of the score [`TaskModel::forward_batch`] sums (`accuracy`):
+    /// the report's per-rank key for `100 * score / count`.
+    fn score_name(&self) -> &str {
+        "accuracy"
+    }
+
+    /// Evaluation that is not one teacher-forced batch (generation, say):
+    /// called once per rank `k` of `S` with the model at rank `k` (no
+    /// gradients), on the evaluation examples. Each returned metric becomes a
+    /// per-rank key of the report.
+    fn evaluate_at_rank(
+        &self,
+        _model: &Self::Model,
+        _rank: usize,
+        _examples: &[Self::Item],
+        _device: &Device,
+    ) -> Result<RankMetrics, RunError> {
+        Ok(Vec::new())
+    }
+
+    /// The per-rank metric AURAC integrates and the plot draws: the score by
+    /// default, or a metric of [`Task::evaluate_at_rank`].
+    fn curve_metric(&self) -> String {
+        self.score_name().to_string()
+    }
+
+    /// Task-specific top-level fields of the report (e.g. the label names).
+    fn report_fields(&self, _meta: &Self::Meta) -> Map<String, Value> {
+        Map::new()
+    }
 }

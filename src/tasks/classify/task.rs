@@ -1,0 +1,214 @@
+//! Text classification as a [`Task`]: CSV data, WordPiece tokens, a BERT
+//! encoder with adapters and a trained head.
+
+use super::config::ClassifyConfig;
+use super::model::SequenceClassifier;
+use crate::adapter::{AdapterError, Injection};
+use crate::data::{
+    Column, CsvSpec, DataError, SplitRule, TextBatcher, TextClassificationData, TextExample,
+    TextTokenizer, TokenizedExample,
+};
+use crate::models::LoadError;
+use crate::models::bert::{BertEncoder, DEFAULT_TARGETS};
+use crate::train::{RunError, Setting, Task, TaskData};
+use burn::prelude::*;
+use serde_json::{Map, Value};
+
+/// Fine-tuning a Hugging Face BERT encoder with adapters for sequence
+/// classification: mean pooling over tokens and a `Linear(d, classes)` head
+/// trained in full beside the adapters.
+///
+/// ```no_run
+/// use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask};
+/// use matryoshka_lora::train::{Runner, TrainConfig};
+/// let task = ClassifyTask::new(ClassifyConfig::new("my-bert", Some("reviews.csv".into())));
+/// let runner = Runner::new(task, TrainConfig::default())?;
+/// let report = runner.train(&runner.prepare()?)?.report;
+/// # Ok::<(), matryoshka_lora::train::RunError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClassifyTask {
+    config: ClassifyConfig,
+}
+
+impl ClassifyTask {
+    /// The task for `config` (label names are trimmed).
+    pub fn new(mut config: ClassifyConfig) -> Self {
+        if let Some(labels) = &mut config.labels {
+            for label in labels.iter_mut() {
+                *label = label.trim().to_string();
+            }
+        }
+        Self { config }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &ClassifyConfig {
+        &self.config
+    }
+
+    fn split_rule(&self) -> SplitRule {
+        match &self.config.test_data {
+            Some(test) => SplitRule::TestFile(test.clone()),
+            None => SplitRule::Every(self.config.test_every),
+        }
+    }
+
+    /// The setting a data error is about.
+    fn data_error(&self, e: DataError) -> RunError {
+        let setting = match &e {
+            DataError::Io { path, .. } if Some(path) == self.config.test_data.as_ref() => {
+                "test_data"
+            }
+            DataError::Io { .. } | DataError::EmptySplit { .. } => "data",
+            DataError::MissingColumn {
+                role: Column::Text, ..
+            } => "text_col",
+            DataError::MissingColumn {
+                role: Column::Label,
+                ..
+            } => "label_col",
+            DataError::EmptyLabels | DataError::BadLabels { .. } | DataError::NoRows { .. } => {
+                "labels"
+            }
+            DataError::TooFewRows { split: "train", .. } => "train_n",
+            DataError::TooFewRows { .. } => "test_n",
+            DataError::BadSplit(_) => "test_every",
+        };
+        RunError::invalid(Setting::Task(setting), e)
+    }
+}
+
+/// The setting a model-loading error is about.
+fn load_error(e: LoadError) -> RunError {
+    let setting = match &e {
+        LoadError::TooManyLayers { .. } => Setting::Task("layers"),
+        LoadError::Adapter(
+            AdapterError::NoTargetMatched { .. }
+            | AdapterError::UnmatchedTargets { .. }
+            | AdapterError::InvalidTargets(_),
+        ) => Setting::Targets,
+        LoadError::Adapter(AdapterError::RankAboveLayer { .. }) => Setting::Rank,
+        LoadError::Adapter(_) => Setting::Ranks,
+        _ => Setting::Task("model"),
+    };
+    RunError::invalid(setting, e)
+}
+
+impl Task for ClassifyTask {
+    type Item = TokenizedExample;
+    /// The label names (label id = position).
+    type Meta = Vec<String>;
+    type Model = SequenceClassifier;
+    type Batcher = TextBatcher;
+
+    fn name(&self) -> &str {
+        "classify"
+    }
+
+    fn settings(&self) -> Map<String, Value> {
+        match serde_json::to_value(&self.config) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        }
+    }
+
+    fn default_targets(&self) -> Vec<String> {
+        DEFAULT_TARGETS.iter().map(|t| t.to_string()).collect()
+    }
+
+    fn check(&self) -> Result<(), RunError> {
+        let c = &self.config;
+        if c.max_len < 2 {
+            return Err(RunError::invalid(
+                Setting::Task("max_len"),
+                format!("must be at least 2 ([CLS] and [SEP]), got {}", c.max_len),
+            ));
+        }
+        if c.test_data.is_none() && c.test_every < 2 {
+            return Err(self.data_error(DataError::BadSplit(c.test_every)));
+        }
+        if let Some(labels) = &c.labels {
+            let spec = CsvSpec {
+                labels: Some(labels.clone()),
+                ..CsvSpec::default()
+            };
+            // Only the label set is checked here; the files are read later.
+            if let Err(e @ (DataError::EmptyLabels | DataError::BadLabels { .. })) =
+                TextClassificationData::check_spec(&spec)
+            {
+                return Err(self.data_error(e));
+            }
+        }
+        if c.layers == Some(0) {
+            return Err(RunError::invalid(
+                Setting::Task("layers"),
+                "must be at least 1 (or unset for all layers)",
+            ));
+        }
+        if !c.model.is_dir() {
+            return Err(load_error(LoadError::MissingDir(c.model.clone())));
+        }
+        Ok(())
+    }
+
+    fn prepare(&self) -> Result<TaskData<TokenizedExample, Vec<String>>, RunError> {
+        let c = &self.config;
+        let spec = CsvSpec {
+            text_col: c.text_col.clone(),
+            label_col: c.label_col.clone(),
+            labels: c.labels.clone(),
+        };
+        let data = TextClassificationData::from_csv(&c.data, &spec, &self.split_rule())
+            .and_then(|d| d.truncate(c.train_n, c.test_n))
+            .map_err(|e| self.data_error(e))?;
+        let tokenizer = TextTokenizer::from_file(&c.model.join("tokenizer.json"), c.max_len)
+            .map_err(load_error)?;
+        let tokenize = |rows: &[TextExample]| -> Result<Vec<TokenizedExample>, RunError> {
+            let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+            let ids = tokenizer.encode_batch(&texts).map_err(load_error)?;
+            Ok(ids
+                .into_iter()
+                .zip(rows)
+                .map(|(ids, r)| TokenizedExample {
+                    ids,
+                    label: r.label,
+                })
+                .collect())
+        };
+        Ok(TaskData {
+            train: tokenize(&data.train)?,
+            test: tokenize(&data.test)?,
+            meta: data.labels,
+        })
+    }
+
+    fn batcher(&self) -> TextBatcher {
+        TextBatcher::default()
+    }
+
+    fn build_model(
+        &self,
+        labels: &Vec<String>,
+        injection: &Injection,
+        device: &Device,
+    ) -> Result<SequenceClassifier, RunError> {
+        let (encoder, bert) = BertEncoder::from_pretrained_with(
+            &self.config.model,
+            self.config.layers,
+            Some(injection),
+            device,
+        )
+        .map_err(load_error)?;
+        Ok(SequenceClassifier::new(
+            encoder,
+            bert.hidden_size,
+            labels.len(),
+            device,
+        ))
+    }
+
+    fn trainable_modules(&self) -> Vec<String> {
+        vec!["head".to_string()]
+    }
+}

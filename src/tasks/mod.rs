@@ -1,0 +1,4 @@
+//! The crate's own tasks, each an instance of [`Task`](crate::train::Task)
+//! trained and evaluated by the one [`Runner`](crate::train::Runner).
+
+pub mod classify;

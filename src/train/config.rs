@@ -1,0 +1,318 @@
+//! The training settings of a run, typed, with the RT protocol's values as
+//! defaults, and validated in one place.
+
+use super::error::{RunError, Setting};
+use super::objective::{HeadMode, TrainMethod};
+use crate::adapter::{AdapterError, MatryoshkaConfig, RankSet, Scaling};
+use crate::backend::BackendKind;
+use serde::{Deserialize, Serialize};
+
+/// How a run trains: method, adapter shape, optimiser, schedule, batches,
+/// seed and backend. Serialised into `report.json`'s `config` (with the
+/// task's own settings beside it) under the keys [`Setting::key`] names.
+///
+/// The defaults are the RT protocol's (`../shared/PROTOCOL.md`): MatryoshkaLoRA,
+/// `R = 32`, `S = {1, 2, 4, 8, 16, 32}`, sqrt scaling, AdamW lr 1e-3 without
+/// weight decay, linear decay to 0 without warmup, grad-norm clip 1.0,
+/// batch 32, 1 epoch, seed 42, the flex backend.
+///
+/// ```
+/// use matryoshka_lora::train::{Setting, TrainConfig, TrainMethod};
+/// let config = TrainConfig::default().with_method(TrainMethod::Lora).with_max_rank(16)?;
+/// assert_eq!(config.ranks, [1, 2, 4, 8, 16]);
+/// let bad = TrainConfig { lr: 0.0, ..TrainConfig::default() };
+/// assert_eq!(bad.validate().unwrap_err().setting(), Some(Setting::Lr));
+/// # Ok::<(), matryoshka_lora::train::RunError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Adapter target modules (PEFT's `target_modules`); `None`: the task's
+    /// defaults (a report records the list used).
+    pub targets: Option<Vec<String>>,
+    /// The training method.
+    pub method: TrainMethod,
+    /// How the task's own trainable modules (a head) train.
+    pub head_mode: HeadMode,
+    /// Maximum rank `R`.
+    pub rank: usize,
+    /// Nested ranks `S`, ascending (evaluated, and drawn or summed in training).
+    pub ranks: Vec<usize>,
+    /// Scaling rule `s(r)`.
+    pub scaling: Scaling,
+    /// Peak learning rate (AdamW), in `(0, 1]`.
+    pub lr: f64,
+    /// AdamW decoupled weight decay, `>= 0`.
+    pub weight_decay: f32,
+    /// Linear warmup steps before the linear decay to 0.
+    pub warmup_steps: usize,
+    /// Gradient-norm clipping threshold (`None`: off).
+    pub grad_clip: Option<f32>,
+    /// Training batch size.
+    pub batch: usize,
+    /// Evaluation batch size.
+    pub eval_batch: usize,
+    /// Epochs.
+    pub epochs: usize,
+    /// Seed of the initialisation, the data order and DyLoRA's draws.
+    pub seed: u64,
+    /// Compute backend.
+    pub backend: BackendKind,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            targets: None,
+            method: TrainMethod::Matryoshka,
+            head_mode: HeadMode::Joint,
+            rank: 32,
+            ranks: vec![1, 2, 4, 8, 16, 32],
+            scaling: Scaling::Sqrt,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            warmup_steps: 0,
+            grad_clip: Some(1.0),
+            batch: 32,
+            eval_batch: 128,
+            epochs: 1,
+            seed: 42,
+            backend: BackendKind::Flex,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// With `method`.
+    pub fn with_method(mut self, method: TrainMethod) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// With maximum rank `R` and `S` the powers of two up to `R` (the
+    /// reference's rank set). Errors on `R = 0`.
+    pub fn with_max_rank(mut self, rank: usize) -> Result<Self, RunError> {
+        let set = RankSet::powers_of_two(rank).map_err(|e| RunError::invalid(Setting::Rank, e))?;
+        self.rank = rank;
+        self.ranks = set.ranks().to_vec();
+        Ok(self)
+    }
+
+    /// The validated `(R, S)`.
+    pub fn rank_set(&self) -> Result<RankSet, RunError> {
+        RankSet::new(self.rank, self.ranks.clone()).map_err(|e| {
+            let setting = match e {
+                AdapterError::ZeroMaxRank => Setting::Rank,
+                _ => Setting::Ranks,
+            };
+            RunError::invalid(setting, e)
+        })
+    }
+
+    /// The adapter settings this configuration defines (validated).
+    pub fn adapter_config(&self) -> Result<MatryoshkaConfig, RunError> {
+        let set = self.rank_set()?;
+        let config = MatryoshkaConfig::new()
+            .with_max_rank(set.max_rank())
+            .with_ranks(Some(set.ranks().to_vec()))
+            .with_scaling(self.scaling)
+            .with_method(self.method.adapter_method());
+        config
+            .train_p()
+            .map_err(|e| RunError::invalid(Setting::Scaling, e))?;
+        Ok(config)
+    }
+
+    /// Checks every setting that can be checked without data, weights or a
+    /// device; the error names the setting at fault.
+    pub fn validate(&self) -> Result<(), RunError> {
+        self.adapter_config()?;
+        for (setting, value) in [
+            (Setting::Batch, self.batch),
+            (Setting::EvalBatch, self.eval_batch),
+            (Setting::Epochs, self.epochs),
+        ] {
+            if value == 0 {
+                return Err(RunError::invalid(setting, "must be at least 1, got 0"));
+            }
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 1.0) {
+            return Err(RunError::invalid(
+                Setting::Lr,
+                format!("must be in (0, 1], got {}", self.lr),
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(RunError::invalid(
+                Setting::WeightDecay,
+                format!("must be a finite number >= 0, got {}", self.weight_decay),
+            ));
+        }
+        if let Some(clip) = self.grad_clip
+            && !(clip.is_finite() && clip > 0.0)
+        {
+            return Err(RunError::invalid(
+                Setting::GradClip,
+                format!("must be a finite number > 0 (or off), got {clip}"),
+            ));
+        }
+        if let Some(targets) = &self.targets
+            && targets.iter().all(|t| t.trim().is_empty())
+        {
+            return Err(RunError::invalid(
+                Setting::Targets,
+                "name at least one module (or leave unset for the task's defaults)",
+            ));
+        }
+        if !self.backend.is_compiled() {
+            return Err(RunError::invalid(
+                Setting::Backend,
+                AdapterError::BackendUnavailable {
+                    backend: self.backend.to_string(),
+                    feature: self.backend.feature(),
+                    compiled: BackendKind::compiled()
+                        .iter()
+                        .map(|b| b.to_string())
+                        .collect(),
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// Optimiser steps per epoch for `train_examples` examples.
+    pub fn steps_per_epoch(&self, train_examples: usize) -> usize {
+        train_examples.div_ceil(self.batch.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_rt_protocol_and_errors_name_the_setting() {
+        let c = TrainConfig::default();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.rank_set().unwrap(), RankSet::powers_of_two(32).unwrap());
+        let cases: Vec<(TrainConfig, Setting)> = vec![
+            (
+                TrainConfig {
+                    rank: 0,
+                    ..c.clone()
+                },
+                Setting::Rank,
+            ),
+            (
+                TrainConfig {
+                    ranks: vec![1, 64],
+                    ..c.clone()
+                },
+                Setting::Ranks,
+            ),
+            (
+                TrainConfig {
+                    ranks: vec![4, 2],
+                    ..c.clone()
+                },
+                Setting::Ranks,
+            ),
+            (
+                TrainConfig {
+                    ranks: vec![],
+                    ..c.clone()
+                },
+                Setting::Ranks,
+            ),
+            (
+                TrainConfig {
+                    scaling: Scaling::Alpha(-1.0),
+                    ..c.clone()
+                },
+                Setting::Scaling,
+            ),
+            (
+                TrainConfig {
+                    batch: 0,
+                    ..c.clone()
+                },
+                Setting::Batch,
+            ),
+            (
+                TrainConfig {
+                    eval_batch: 0,
+                    ..c.clone()
+                },
+                Setting::EvalBatch,
+            ),
+            (
+                TrainConfig {
+                    epochs: 0,
+                    ..c.clone()
+                },
+                Setting::Epochs,
+            ),
+            (
+                TrainConfig {
+                    lr: f64::NAN,
+                    ..c.clone()
+                },
+                Setting::Lr,
+            ),
+            (
+                TrainConfig {
+                    lr: 2.0,
+                    ..c.clone()
+                },
+                Setting::Lr,
+            ),
+            (
+                TrainConfig {
+                    weight_decay: -1.0,
+                    ..c.clone()
+                },
+                Setting::WeightDecay,
+            ),
+            (
+                TrainConfig {
+                    grad_clip: Some(f32::INFINITY),
+                    ..c.clone()
+                },
+                Setting::GradClip,
+            ),
+            (
+                TrainConfig {
+                    targets: Some(vec![" ".into()]),
+                    ..c.clone()
+                },
+                Setting::Targets,
+            ),
+        ];
+        for (config, setting) in cases {
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.setting(), Some(setting), "{err}");
+            assert!(!err.reason().contains("--"), "a flag name in `{err}`");
+        }
+        for b in BackendKind::ALL {
+            let config = TrainConfig {
+                backend: b,
+                ..c.clone()
+            };
+            assert_eq!(config.validate().is_ok(), b.is_compiled());
+        }
+    }
+
+    #[test]
+    fn serialises_to_the_report_strings() {
+        let c = TrainConfig {
+            method: TrainMethod::DyloraOriginal,
+            scaling: Scaling::Alpha(16.0),
+            ..TrainConfig::default()
+        };
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["method"], "dylora-original");
+        assert_eq!(json["head_mode"], "joint");
+        assert_eq!(json["scaling"], "alpha:16");
+        assert_eq!(json["backend"], "flex");
+        assert_eq!(serde_json::from_value::<TrainConfig>(json).unwrap(), c);
+    }
+}

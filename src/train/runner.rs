@@ -1,0 +1,561 @@
+//! The runner: everything a [`Task`] does not supply, done once for every task.
+
+use super::config::TrainConfig;
+use super::error::{RunError, Setting};
+use super::fit::{FitOptions, evaluate, fit};
+use super::learner_model::StepPlan;
+use super::metrics::RankEvaluation;
+use super::model::TaskModel;
+use super::objective::{HeadMode, TrainMethod};
+use super::progress::{ProgressRenderer, QuietRenderer};
+use super::task::{RankMetrics, Task, TaskData};
+use super::timing::SplitTimes;
+use crate::adapter::{ActiveRank, AdaptedModule, Injection, RankSet, Targets, aurac_both};
+use crate::io::checkpoint::{
+    ADAPTER_FILE, REPORT_FILE, adapter_group, load_adapter, modules_group, save_adapter,
+};
+use crate::io::write_atomic;
+use crate::report::{Report, RunConfig, peak_rss_mb, reset_peak_rss};
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::data::dataset::InMemDataset;
+use burn::module::Module;
+use burn::prelude::*;
+use burn::train::renderer::MetricsRenderer;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// What a training run produced.
+pub struct RunOutcome<M> {
+    /// The report (also what `report.json` holds).
+    pub report: Report,
+    /// The trained model (no autodiff).
+    pub model: M,
+    /// Wall times of the main training run's splits and steps.
+    pub times: SplitTimes,
+}
+
+/// Trains and evaluates a [`Task`] per rank, with validated settings.
+///
+/// One runner serves a task end to end: [`Runner::prepare`] reads its data
+/// once; [`Runner::train`] trains with the configured method through
+/// burn-train's `Learner` (seeded data order, the method's `P`, DyLoRA's
+/// draws, the probe head mode), evaluates every rank of `S` and returns the
+/// report; [`Runner::compare`] does that for several methods on the same
+/// data, saving each run as it finishes; [`Runner::evaluate`] and
+/// [`Runner::evaluate_saved`] evaluate a trained model or a saved run with
+/// the same per-rank evaluation; [`Runner::save`] writes `adapter.bpk`,
+/// `report.json` and the plot atomically.
+///
+/// The device is chosen here, once, from [`TrainConfig::backend`].
+pub struct Runner<T: Task> {
+    task: T,
+    config: TrainConfig,
+    quiet: bool,
+}
+
+/// The per-method part of a run: settings and what they define.
+struct MethodRun {
+    config: TrainConfig,
+    ranks: RankSet,
+    injection_config: crate::adapter::MatryoshkaConfig,
+}
+
+/// A burn-train scratch directory (logs), removed however the run ends.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Self(std::env::temp_dir().join(format!("mlora-learner-{}-{n}", std::process::id())))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl<T: Task> Runner<T> {
+    /// A runner for `task` with `config`: validates every setting (the
+    /// task's too) and resolves the adapter targets to the task's defaults
+    /// when `config` names none. Errors name the setting at fault.
+    pub fn new(task: T, mut config: TrainConfig) -> Result<Self, RunError> {
+        config.validate()?;
+        task.check()?;
+        if config.targets.is_none() {
+            let defaults = task.default_targets();
+            if defaults.is_empty() {
+                return Err(RunError::invalid(
+                    Setting::Targets,
+                    "the task has no default adapter targets: name the modules to adapt",
+                ));
+            }
+            config.targets = Some(defaults);
+        }
+        if config.head_mode == HeadMode::Probe && task.trainable_modules().is_empty() {
+            return Err(RunError::invalid(
+                Setting::HeadMode,
+                "the task trains no module besides the adapters, so there is no head to probe: use joint",
+            ));
+        }
+        Ok(Self {
+            task,
+            config,
+            quiet: false,
+        })
+    }
+
+    /// Without progress bars (`true`) or with them on stderr (`false`, the default).
+    pub fn quiet(mut self, quiet: bool) -> Self {
+        self.quiet = quiet;
+        self
+    }
+
+    /// The task.
+    pub fn task(&self) -> &T {
+        &self.task
+    }
+
+    /// The validated settings (targets resolved).
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// The (non-autodiff) device of the configured backend.
+    pub fn device(&self) -> Result<Device, RunError> {
+        self.config
+            .backend
+            .device()
+            .map_err(|e| RunError::invalid(Setting::Backend, e))
+    }
+
+    /// Reads and preprocesses the task's data (once; share it between runs).
+    pub fn prepare(&self) -> Result<TaskData<T::Item, T::Meta>, RunError> {
+        let data = self.task.prepare()?;
+        if data.test.is_empty() {
+            return Err(RunError::Failed(
+                "the task prepared no evaluation examples".into(),
+            ));
+        }
+        Ok(data)
+    }
+
+    fn method_run(&self, method: TrainMethod) -> Result<MethodRun, RunError> {
+        let config = self.config.clone().with_method(method);
+        config.validate()?;
+        Ok(MethodRun {
+            ranks: config.rank_set()?,
+            injection_config: config.adapter_config()?,
+            config,
+        })
+    }
+
+    fn targets(config: &TrainConfig) -> Targets {
+        Targets::names(
+            config
+                .targets
+                .iter()
+                .flatten()
+                .map(|t| t.trim())
+                .filter(|t| !t.is_empty())
+                .map(String::from),
+        )
+    }
+
+    /// The task's model with fresh adapters on `device` (seeded by the
+    /// configured seed), checking that the targets matched.
+    ///
+    /// The seed makes the initialisation reproducible: runners in other
+    /// threads wait while a model is built (burn's device generator is
+    /// process-wide), so concurrent runs do not interleave their draws; other
+    /// code drawing random numbers on the same backend meanwhile would.
+    pub fn build_model(&self, meta: &T::Meta, device: &Device) -> Result<T::Model, RunError> {
+        self.build_model_for(&self.method_run(self.config.method)?, meta, device)
+    }
+
+    fn build_model_for(
+        &self,
+        run: &MethodRun,
+        meta: &T::Meta,
+        device: &Device,
+    ) -> Result<T::Model, RunError> {
+        // The device's random generator is process-wide: runs building models
+        // in other threads at the same time would interleave their draws.
+        static MODEL_INIT: Mutex<()> = Mutex::new(());
+        let _init = MODEL_INIT
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        device.seed(run.config.seed);
+        let injection = Injection::new(run.injection_config.clone(), Self::targets(&run.config))
+            .map_err(|e| RunError::invalid(Setting::Ranks, e))?;
+        let model = self.task.build_model(meta, &injection, device)?;
+        injection
+            .finish()
+            .map_err(|e| RunError::invalid(Setting::Targets, e))?;
+        // The task's own modules train (a model adapted by reparameterization
+        // comes back with every parameter frozen).
+        let modules = self.task.trainable_modules();
+        Ok(if modules.is_empty() {
+            model
+        } else {
+            model.unfreeze_group(modules_group(&modules))
+        })
+    }
+
+    fn renderer(&self, label: &str, batch: usize) -> Box<dyn MetricsRenderer> {
+        if self.quiet {
+            Box::new(QuietRenderer)
+        } else {
+            Box::new(ProgressRenderer::new(label, batch))
+        }
+    }
+
+    fn loader(
+        &self,
+        items: &[T::Item],
+        batch: usize,
+        shuffle: Option<u64>,
+        device: &Device,
+    ) -> Arc<dyn DataLoader<<T::Model as TaskModel>::Batch>> {
+        let builder = DataLoaderBuilder::new(self.task.batcher())
+            .batch_size(batch)
+            .set_device(device.clone());
+        let builder = match shuffle {
+            Some(seed) => builder.shuffle(seed),
+            None => builder,
+        };
+        builder.build(InMemDataset::new(items.to_vec()))
+    }
+
+    /// Trains with the configured method and evaluates every rank of `S`.
+    pub fn train(
+        &self,
+        data: &TaskData<T::Item, T::Meta>,
+    ) -> Result<RunOutcome<T::Model>, RunError> {
+        self.train_method(self.config.method, data)
+    }
+
+    fn train_method(
+        &self,
+        method: TrainMethod,
+        data: &TaskData<T::Item, T::Meta>,
+    ) -> Result<RunOutcome<T::Model>, RunError> {
+        let run = self.method_run(method)?;
+        let config = &run.config;
+        if data.train.is_empty() {
+            return Err(RunError::Failed(
+                "the task prepared no training examples".into(),
+            ));
+        }
+        reset_peak_rss();
+        let device = self.device()?.autodiff();
+        let mut model = self.build_model_for(&run, &data.meta, &device)?;
+        let scratch = Scratch::new();
+        let valid = self.loader(&data.test, config.eval_batch, None, &device);
+        let steps_per_epoch = config.steps_per_epoch(data.train.len());
+
+        if config.head_mode == HeadMode::Probe {
+            // One linear-probe epoch: only the task's own modules train, the
+            // adapters (B = 0) stay frozen; then those modules are frozen.
+            let modules = modules_group(&self.task.trainable_modules());
+            let probe = model.freeze().unfreeze_group(modules.clone());
+            let single =
+                RankSet::single(config.rank).map_err(|e| RunError::invalid(Setting::Rank, e))?;
+            let options = FitOptions {
+                lr: config.lr,
+                grad_clip: None,
+                steps_per_epoch,
+                epochs: 1,
+                constant_lr: true,
+                artifact_dir: scratch.0.join("probe"),
+                ..FitOptions::default()
+            };
+            let trained = fit(
+                probe,
+                StepPlan::new(TrainMethod::Lora, &single, config.seed),
+                // the probe epoch shuffles with its own stream
+                self.loader(
+                    &data.train,
+                    config.batch,
+                    Some(config.seed.wrapping_add(0x9e37_79b9)),
+                    &device,
+                ),
+                valid.clone(),
+                &options,
+                self.renderer("probe", config.batch),
+            )?;
+            // burn-train hands back the validation (non-autodiff) module:
+            // `train()` re-enables autodiff with the new gradient settings.
+            model = trained
+                .task
+                .freeze_group(modules)
+                .unfreeze_group(adapter_group())
+                .train();
+        }
+
+        let options = FitOptions {
+            lr: config.lr,
+            weight_decay: config.weight_decay,
+            warmup_steps: config.warmup_steps,
+            grad_clip: config.grad_clip,
+            epochs: config.epochs,
+            steps_per_epoch,
+            artifact_dir: scratch.0.clone(),
+            ..FitOptions::default()
+        };
+        let started = Instant::now();
+        let result = fit(
+            model,
+            StepPlan::new(config.method, &run.ranks, config.seed),
+            self.loader(&data.train, config.batch, Some(config.seed), &device),
+            valid,
+            &options,
+            self.renderer(config.method.name(), config.batch),
+        )?;
+        let wall = started.elapsed().as_secs_f64();
+        let hook_started = Instant::now();
+        let extra = self.evaluate_hooks(&result.task, &run.ranks, data)?;
+        let hook_seconds = hook_started.elapsed().as_secs_f64();
+        let train_steps = steps_per_epoch * config.epochs;
+        let train_seconds = result.times.seconds("train");
+        let ms_per_step = 1000.0
+            * if train_seconds > 0.0 {
+                train_seconds
+            } else {
+                wall
+            }
+            / train_steps.max(1) as f64;
+        let report = self.report(
+            &run,
+            result.evaluation,
+            extra,
+            Timing {
+                train_steps,
+                ms_per_step,
+                eval_seconds: result.times.last_seconds("valid") + hook_seconds,
+            },
+        )?;
+        Ok(RunOutcome {
+            report,
+            model: result.task,
+            times: result.times,
+        })
+    }
+
+    /// The task's own per-rank evaluation ([`Task::evaluate_at_rank`]).
+    fn evaluate_hooks(
+        &self,
+        model: &T::Model,
+        ranks: &RankSet,
+        data: &TaskData<T::Item, T::Meta>,
+    ) -> Result<Vec<RankMetrics>, RunError> {
+        let device = self.device()?;
+        ranks
+            .ranks()
+            .iter()
+            .map(|&k| {
+                let at_k = model
+                    .clone()
+                    .with_active_rank(ActiveRank::Rank(k))
+                    .map_err(|e| RunError::invalid(Setting::Ranks, e))?;
+                self.task.evaluate_at_rank(&at_k, k, &data.test, &device)
+            })
+            .collect()
+    }
+
+    /// Evaluates `model` (trained, or loaded) at every rank of `S` on the
+    /// task's evaluation examples, through burn-train's `Evaluator` with the
+    /// same per-rank metrics as training, plus the task's own evaluation.
+    /// The report's training figures (`train_steps`, `ms_per_step`) are 0.
+    pub fn evaluate(
+        &self,
+        model: T::Model,
+        data: &TaskData<T::Item, T::Meta>,
+    ) -> Result<Report, RunError> {
+        let run = self.method_run(self.config.method)?;
+        reset_peak_rss();
+        let device = self.device()?;
+        let model = model.fork(&device);
+        let scratch = Scratch::new();
+        let started = Instant::now();
+        let evaluation = evaluate(
+            model.clone(),
+            &run.ranks,
+            self.loader(&data.test, run.config.eval_batch, None, &device),
+            &scratch.0,
+            self.renderer("eval", run.config.eval_batch),
+        )?;
+        let extra = self.evaluate_hooks(&model, &run.ranks, data)?;
+        let eval_seconds = started.elapsed().as_secs_f64();
+        self.report(
+            &run,
+            evaluation,
+            extra,
+            Timing {
+                train_steps: 0,
+                ms_per_step: 0.0,
+                eval_seconds,
+            },
+        )
+    }
+
+    /// Evaluates the run saved in `dir` by [`Runner::save`]: builds the
+    /// task's model with this runner's settings, loads `adapter.bpk` into it
+    /// (a checkpoint for another shape, rank or target set is an error), and
+    /// evaluates it as [`Runner::evaluate`] does. The training figures of the
+    /// saved `report.json`, when there is one, are kept.
+    pub fn evaluate_saved(
+        &self,
+        dir: &Path,
+        data: &TaskData<T::Item, T::Meta>,
+    ) -> Result<(Report, T::Model), RunError> {
+        let device = self.device()?;
+        let model = self.build_model(&data.meta, &device)?;
+        let path = dir.join(ADAPTER_FILE);
+        let model = load_adapter(model, &path, &self.task.trainable_modules())
+            .map_err(|e| RunError::invalid(Setting::Task("adapter"), e))?;
+        let mut report = self.evaluate(model.clone(), data)?;
+        if let Ok(saved) = Report::read(&dir.join(REPORT_FILE)) {
+            report.train_steps = saved.train_steps;
+            report.ms_per_step = saved.ms_per_step;
+        }
+        Ok((report, model))
+    }
+
+    fn report(
+        &self,
+        run: &MethodRun,
+        evaluation: RankEvaluation,
+        extra: Vec<RankMetrics>,
+        timing: Timing,
+    ) -> Result<Report, RunError> {
+        let config = &run.config;
+        let mut per_rank = BTreeMap::new();
+        per_rank.insert("loss".to_string(), evaluation.loss);
+        per_rank.insert(self.task.score_name().to_string(), evaluation.score);
+        for (i, metrics) in extra.into_iter().enumerate() {
+            for (name, value) in metrics {
+                per_rank
+                    .entry(name)
+                    .or_insert_with(|| vec![f64::NAN; run.ranks.ranks().len()])[i] = value;
+            }
+        }
+        let curve_metric = self.task.curve_metric();
+        let curve = per_rank.get(&curve_metric).ok_or_else(|| {
+            RunError::Failed(
+                format!("the task's curve metric `{curve_metric}` was not computed").into(),
+            )
+        })?;
+        let (aurac_log2, aurac_linear) =
+            aurac_both(run.ranks.ranks(), curve).map_err(|e| RunError::Failed(e.into()))?;
+        Ok(Report {
+            task: self.task.name().to_string(),
+            method: config.method,
+            head_mode: config.head_mode,
+            max_rank: config.rank,
+            ranks: run.ranks.ranks().to_vec(),
+            per_rank,
+            aurac_metric: curve_metric,
+            aurac_log2,
+            aurac_linear,
+            scaling: config.scaling,
+            seed: config.seed,
+            train_steps: timing.train_steps,
+            ms_per_step: timing.ms_per_step,
+            eval_seconds: timing.eval_seconds,
+            peak_rss_mb: peak_rss_mb(),
+            config: RunConfig {
+                train: config.clone(),
+                task: self.task.settings(),
+            },
+        })
+    }
+
+    /// Trains each of `methods` on the same `data` (each from the same seed),
+    /// calling `on_report` as each finishes. With `out`, each run is saved
+    /// into `out/<method>/` as soon as it finishes (a later failure keeps
+    /// it), then `out/compare.json` and the plot of all runs are written.
+    pub fn compare(
+        &self,
+        methods: &[TrainMethod],
+        data: &TaskData<T::Item, T::Meta>,
+        out: Option<&Path>,
+        mut on_report: impl FnMut(&Report),
+    ) -> Result<Vec<Report>, RunError> {
+        for &method in methods {
+            self.method_run(method)?;
+        }
+        if let Some(dir) = out {
+            create_dir(dir)?;
+        }
+        let mut reports = Vec::with_capacity(methods.len());
+        for &method in methods {
+            let outcome = self.train_method(method, data)?;
+            if let Some(dir) = out {
+                self.save(
+                    &dir.join(method.name()),
+                    &outcome.report,
+                    Some(&outcome.model),
+                )?;
+            }
+            on_report(&outcome.report);
+            reports.push(outcome.report);
+        }
+        if let Some(dir) = out {
+            let json = serde_json::to_vec_pretty(&reports).map_err(|e| RunError::write(dir, e))?;
+            let path = dir.join("compare.json");
+            write_atomic(&path, &json).map_err(|e| RunError::write(&path, e))?;
+            save_plots(dir, &reports)?;
+        }
+        Ok(reports)
+    }
+
+    /// Writes `report.json`, the plot (`curve.png`, `curve.svg`) and, with a
+    /// model, its adapter checkpoint (`adapter.bpk`: the adapters and the
+    /// task's trainable modules, not the frozen base) into `dir`, each file
+    /// atomically. Creates `dir` if needed.
+    pub fn save(
+        &self,
+        dir: &Path,
+        report: &Report,
+        model: Option<&T::Model>,
+    ) -> Result<(), RunError> {
+        create_dir(dir)?;
+        if let Some(model) = model {
+            let path = dir.join(ADAPTER_FILE);
+            save_adapter(model.clone(), &path, &self.task.trainable_modules())
+                .map_err(|e| RunError::write(&path, e))?;
+        }
+        let json = serde_json::to_vec_pretty(report).map_err(|e| RunError::write(dir, e))?;
+        let path = dir.join(REPORT_FILE);
+        write_atomic(&path, &json).map_err(|e| RunError::write(&path, e))?;
+        save_plots(dir, std::slice::from_ref(report))
+    }
+}
+
+/// The training figures of a report.
+struct Timing {
+    train_steps: usize,
+    ms_per_step: f64,
+    eval_seconds: f64,
+}
+
+fn create_dir(dir: &Path) -> Result<(), RunError> {
+    std::fs::create_dir_all(dir).map_err(|e| RunError::write(dir, e))
+}
+
+/// `curve.png` and `curve.svg` of `reports` in `dir`, each written atomically.
+pub fn save_plots(dir: &Path, reports: &[Report]) -> Result<(), RunError> {
+    for ext in ["png", "svg"] {
+        let path = dir.join(format!("curve.{ext}"));
+        let tmp = dir.join(format!(".curve.tmp-{}.{ext}", std::process::id()));
+        crate::plot::plot_reports(reports, &tmp).map_err(|e| RunError::write(&path, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| RunError::write(&path, e))?;
+    }
+    Ok(())
+}
