@@ -16,7 +16,9 @@ use burn::prelude::*;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use matryoshka_lora::BackendKind;
 use matryoshka_lora::data::{TextBatcher, TokenizedExample};
-use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask, SequenceClassifier};
+use matryoshka_lora::tasks::classify::{
+    ClassLabels, ClassifyConfig, ClassifyTask, SequenceClassifier,
+};
 use matryoshka_lora::train::{
     RankedLearnerModel, Runner, StepPlan, TaskData, TrainConfig, TrainMethod,
 };
@@ -33,7 +35,7 @@ fn assets() -> Option<PathBuf> {
 
 fn model_for(
     runner: &Runner<ClassifyTask>,
-    data: &TaskData<TokenizedExample, Vec<String>>,
+    data: &TaskData<TokenizedExample, ClassLabels>,
     method: TrainMethod,
     device: &Device,
 ) -> RankedLearnerModel<SequenceClassifier> {

@@ -103,6 +103,44 @@ impl BackendKind {
     }
 }
 
+impl BackendKind {
+    /// A (non-autodiff) device of this backend that has been seen to work:
+    /// for WGPU and CUDA one small operation runs on it first, so a machine
+    /// without a usable GPU is an error here rather than a panic at the first
+    /// operation of a run.
+    pub fn open(&self) -> Result<Device> {
+        let device = self.device()?;
+        if matches!(self, Self::Flex | Self::Ndarray) {
+            return Ok(device);
+        }
+        let probe = device.clone();
+        // The backend reports a missing device by panicking: catch it, and
+        // keep its message off the terminal.
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let outcome = std::panic::catch_unwind(move || {
+            Tensor::<1>::ones([2], &probe)
+                .sum()
+                .try_into_scalar::<f32>()
+        });
+        std::panic::set_hook(hook);
+        let reason = match outcome {
+            Ok(Ok(2.0)) => return Ok(device),
+            Ok(Ok(sum)) => format!("a test sum gave {sum}, not 2"),
+            Ok(Err(e)) => format!("{e:?}"),
+            Err(panic) => panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the device could not be opened".into()),
+        };
+        Err(AdapterError::BackendUnusable {
+            backend: self.to_string(),
+            reason: reason.lines().next().unwrap_or_default().to_string(),
+        })
+    }
+}
+
 /// The default CPU device: flex if built, else ndarray, else `Device::default()`.
 ///
 /// Tests and examples use this so that a build with `wgpu` enabled (whose
@@ -150,6 +188,7 @@ mod tests {
             }
         }
         for b in BackendKind::compiled_cpu() {
+            assert!(b.open().is_ok());
             let device = b.device().unwrap();
             assert!(BackendKind::is_cpu_device(&device));
             assert!(BackendKind::is_cpu_device(&device.autodiff()));

@@ -75,6 +75,9 @@ pub struct Report {
     pub eval_seconds: f64,
     /// Peak resident memory of the run (MiB).
     pub peak_rss_mb: f64,
+    /// What the task learned from its data (the classifier's `labels`).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub task_info: Map<String, Value>,
     /// Every setting used.
     pub config: RunConfig,
 }

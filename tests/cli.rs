@@ -108,7 +108,13 @@ fn json_report_parses_and_eval_reproduces_it() {
     let out = dir.join("run");
     let (code, stderr) = train(&out, &["--json", "--method", "matryoshka"]);
     assert_eq!(code, 0, "{stderr}");
-    for f in ["report.json", "adapter.bpk", "curve.png", "curve.svg"] {
+    for f in [
+        "report.json",
+        "adapter.safetensors",
+        "manifest.json",
+        "curve.png",
+        "curve.svg",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let report: serde_json::Value =
@@ -214,4 +220,85 @@ fn dylora_original_trains_and_its_adapter_evaluates() {
     );
     assert_eq!(evaluated["method"], "dylora-original");
     assert_eq!(evaluated["accuracy"], report["accuracy"]);
+}
+
+#[test]
+fn ctrl_c_leaves_a_checkpoint_that_train_resume_continues() {
+    let dir = common::temp_dir("cli-resume");
+    let out = dir.join("run");
+    let assets = common::assets_dir();
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("mlora"))
+        .args(["train", "--model", &assets.display().to_string()])
+        .args([
+            "--layers",
+            "1",
+            "--train-n",
+            "480",
+            "--test-n",
+            "32",
+            "--batch",
+            "16",
+        ])
+        .args(["--rank", "4", "--checkpoint-every", "2", "--quiet"])
+        .args(["--out", &out.display().to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Ctrl-C once the first checkpoint is on disk
+    let checkpoint = out.join(".training/checkpoint/model-1.bpk");
+    let started = std::time::Instant::now();
+    while !checkpoint.is_file() {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "no checkpoint was written"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("mlora train --resume"), "{stderr}");
+    assert!(!out.join("report.json").exists());
+
+    // a new run into it is refused; --resume with other run flags too
+    let (code, stderr) = train(&out, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--out") && stderr.contains("interrupted"),
+        "{stderr}"
+    );
+    let conflicting = mlora()
+        .args([
+            "train",
+            "--resume",
+            &out.display().to_string(),
+            "--lr",
+            "0.1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(conflicting.status.code(), Some(2));
+
+    let resumed = json_of(
+        mlora()
+            .args(["train", "--resume", &out.display().to_string()])
+            .arg("--json"),
+    );
+    assert_eq!(resumed["train_steps"], 30);
+    assert_eq!(resumed["config"]["train_n"], 480);
+    for f in ["report.json", "adapter.safetensors", "manifest.json"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    assert!(!out.join(".training").exists());
+    let again = mlora()
+        .args(["train", "--resume", &out.display().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
 }

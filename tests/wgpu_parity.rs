@@ -71,7 +71,8 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn wgpu_forward_and_backward_match_cpu() {
     let cpu = run(&matryoshka_lora::cpu_device());
-    let gpu = run(&BackendKind::Wgpu.device().unwrap());
+    // `open` checks the device works (Mesa lavapipe in CI)
+    let gpu = run(&BackendKind::Wgpu.open().unwrap());
     for (name, c, g) in [
         ("forward", &cpu.0, &gpu.0),
         ("forward_at_rank(4)", &cpu.1, &gpu.1),

@@ -1,7 +1,7 @@
 //! Switching every adapter of a model between its training `P` and a rank `k`.
 
 use super::error::{AdapterError, Result};
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::prelude::*;
 use burn::tensor::{Shape, s};
 
@@ -96,6 +96,13 @@ pub trait AdaptedModule: Module + Sized {
         self.visit(&mut scan);
         scan.adapters
     }
+
+    /// The module path of every adapter and the [`ParamId`] of its `A`.
+    fn adapter_ids(&self) -> Vec<(String, ParamId)> {
+        let mut scan = AdapterScan::default();
+        self.visit(&mut scan);
+        scan.ids
+    }
 }
 
 impl<M: Module> AdaptedModule for M {}
@@ -105,6 +112,7 @@ impl<M: Module> AdaptedModule for M {}
 struct AdapterScan {
     path: Vec<(String, String)>,
     adapters: Vec<(String, usize)>,
+    ids: Vec<(String, ParamId)>,
 }
 
 impl AdapterScan {
@@ -130,11 +138,16 @@ impl ModuleVisitor for AdapterScan {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some((field, container)) = self.path.last()
             && container == ADAPTER_CONTAINER
-            && field == "rank_scale"
         {
-            let max_rank = param.shape().num_elements();
-            self.adapters
-                .push((Self::adapter_path(&self.path), max_rank));
+            match field.as_str() {
+                "rank_scale" => {
+                    let max_rank = param.shape().num_elements();
+                    self.adapters
+                        .push((Self::adapter_path(&self.path), max_rank));
+                }
+                "lora_a" => self.ids.push((Self::adapter_path(&self.path), param.id)),
+                _ => {}
+            }
         }
     }
 }

@@ -136,6 +136,14 @@ pub enum AdapterError {
         /// The backends this build has.
         compiled: Vec<String>,
     },
+    /// A backend in the build whose device does not work on this machine.
+    #[error("backend `{backend}` cannot open a device on this machine: {reason}")]
+    BackendUnusable {
+        /// The backend.
+        backend: String,
+        /// What failed.
+        reason: String,
+    },
     /// An unknown backend name.
     #[error("unknown backend `{0}`: use flex, ndarray, wgpu or cuda")]
     UnknownBackend(String),

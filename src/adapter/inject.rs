@@ -40,7 +40,7 @@ use super::error::{AdapterError, Result};
 use super::linear::MatryoshkaLinear;
 use super::module::{MatryoshkaAdapter, MatryoshkaConfig};
 use super::targets::Targets;
-use burn::module::{Module, Param, Reparameterizer};
+use burn::module::{Module, Param, ParamId, Reparameterizer};
 use burn::nn::Linear;
 use burn::prelude::*;
 use std::cell::RefCell;
@@ -72,6 +72,8 @@ pub struct Injection {
 struct InjectionLog {
     adapted: Vec<String>,
     seen: Vec<String>,
+    /// The parameter id of each adapter's `A`, with the path it was attached at.
+    ids: Vec<(ParamId, String)>,
 }
 
 impl Injection {
@@ -124,7 +126,9 @@ impl Injection {
             });
         }
         let adapter = self.config.init_adapter(d_input, d_output, device)?;
-        self.log.borrow_mut().adapted.push(path.to_string());
+        let mut log = self.log.borrow_mut();
+        log.adapted.push(path.to_string());
+        log.ids.push((adapter.lora_a.id, path.to_string()));
         Ok(Some(adapter))
     }
 
@@ -142,6 +146,15 @@ impl Injection {
     /// The module paths adapted so far, in order.
     pub fn adapted(&self) -> Vec<String> {
         self.log.borrow().adapted.clone()
+    }
+
+    /// The path each adapter was attached at, by the [`ParamId`] of its `A`
+    /// (stable through training and cloning): joined with
+    /// [`AdaptedModule::adapter_ids`], it names the adapters of the built model
+    /// by the paths the injection saw (Hugging Face module names, for the
+    /// crate's loaders), whatever order the model keeps them in.
+    pub fn adapter_names(&self) -> Vec<(ParamId, String)> {
+        self.log.borrow().ids.clone()
     }
 
     /// Every candidate module path seen so far, in order.

@@ -4,14 +4,19 @@
 //! A thin layer over the library: clap definitions, the flag-to-settings
 //! mapping (and back, for errors) in one place, printing.
 
+use burn::train::Interrupter;
 use clap::{Args, Parser, Subcommand};
 use matryoshka_lora::BackendKind;
-use matryoshka_lora::io::REPORT_FILE;
-use matryoshka_lora::report::Report;
-use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask, RtBench};
-use matryoshka_lora::train::{HeadMode, RunError, Runner, Setting, TrainConfig, TrainMethod};
+use matryoshka_lora::data::TokenizedExample;
+use matryoshka_lora::io::{REPORT_FILE, ensure_writable_dir};
+use matryoshka_lora::report::{Report, RunConfig};
+use matryoshka_lora::tasks::classify::{ClassLabels, ClassifyConfig, ClassifyTask, RtBench};
+use matryoshka_lora::train::{
+    FitError, HeadMode, RunError, Runner, Setting, Task, TaskData, TrainConfig, TrainMethod,
+    TrainingState,
+};
 use matryoshka_lora::{RankSet, Scaling};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -33,6 +38,10 @@ enum Command {
     Train {
         #[command(flatten)]
         run: RunArgs,
+        /// Continue the interrupted run in DIR (its --out) from its last
+        /// checkpoint, with the settings it was started with.
+        #[arg(long, value_name = "DIR", conflicts_with_all = RUN_FLAGS)]
+        resume: Option<PathBuf>,
         #[command(flatten)]
         out: OutArgs,
     },
@@ -229,7 +238,43 @@ struct RunArgs {
     /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
     #[arg(long, default_value_t = DEFAULTS.backend)]
     backend: BackendKind,
+    /// With --out: also checkpoint every N steps (always at each epoch end),
+    /// so an interrupted run loses at most N steps (`train --resume DIR`).
+    #[arg(long, value_name = "N")]
+    checkpoint_every: Option<usize>,
 }
+
+/// The flags that shape a run, which `--resume` takes from the run itself.
+const RUN_FLAGS: [&str; 28] = [
+    "model",
+    "data",
+    "test_data",
+    "text_col",
+    "label_col",
+    "labels",
+    "test_every",
+    "train_n",
+    "test_n",
+    "max_len",
+    "method",
+    "head_mode",
+    "rank",
+    "ranks",
+    "scaling",
+    "targets",
+    "layers",
+    "lr",
+    "weight_decay",
+    "warmup",
+    "grad_clip",
+    "batch",
+    "eval_batch",
+    "epochs",
+    "seed",
+    "backend",
+    "checkpoint_every",
+    "out",
+];
 
 #[derive(Args, Clone)]
 struct PrintArgs {
@@ -278,6 +323,7 @@ fn flag(setting: Setting) -> &'static str {
         Setting::Epochs => "--epochs",
         Setting::Seed => "--seed",
         Setting::Backend => "--backend",
+        Setting::Output => "--out",
         Setting::Task(key) => match key {
             "model" => "--model",
             "data" => "--data",
@@ -385,9 +431,17 @@ impl RunArgs {
         Ok((task, train))
     }
 
-    fn runner(&self, quiet: bool) -> Result<Runner<ClassifyTask>, Failure> {
+    /// The runner of these flags, checkpointing into `out` when given.
+    fn runner(&self, quiet: bool, out: Option<&PathBuf>) -> Result<Runner<ClassifyTask>, Failure> {
+        if self.checkpoint_every == Some(0) {
+            return Err(bad("--checkpoint-every", "must be at least 1"));
+        }
         let (task, train) = self.settings()?;
-        Ok(Runner::new(ClassifyTask::new(task), train)?.quiet(quiet))
+        let runner = Runner::new(ClassifyTask::new(task), train)?.quiet(quiet);
+        Ok(match out {
+            Some(dir) => runner.checkpoint_into(dir, self.checkpoint_every),
+            None => runner,
+        })
     }
 }
 
@@ -409,15 +463,28 @@ impl PrintArgs {
     }
 }
 
-/// Refuses an --out that is an existing file, before any work.
-fn check_out(out: &OutArgs) -> Result<(), Failure> {
-    match &out.out {
-        Some(dir) if dir.exists() && !dir.is_dir() => Err(bad(
-            "--out",
-            format!("{} exists and is not a directory", dir.display()),
-        )),
-        _ => Ok(()),
+/// Creates --out and test-writes it, before any training. Returns the
+/// directory when this call created it (to be removed again if the run fails
+/// on bad input before writing anything).
+fn check_out(out: &OutArgs) -> Result<Option<PathBuf>, Failure> {
+    let Some(dir) = &out.out else {
+        return Ok(None);
+    };
+    let created = !dir.exists();
+    ensure_writable_dir(dir)
+        .map_err(|e| bad("--out", format!("cannot write into {}: {e}", dir.display())))?;
+    Ok(created.then(|| dir.clone()))
+}
+
+/// Runs `work` with --out prepared; on bad input (exit 2) an --out this run
+/// created and left empty is removed, so bad input writes nothing.
+fn with_out(out: &OutArgs, work: impl FnOnce() -> Result<(), Failure>) -> Result<(), Failure> {
+    let created = check_out(out)?;
+    let result = work();
+    if let (Err(Failure { code: 2, .. }), Some(dir)) = (&result, created) {
+        let _ = std::fs::remove_dir(dir);
     }
+    result
 }
 
 fn print_table(reports: &[Report]) {
@@ -454,16 +521,115 @@ fn print_table(reports: &[Report]) {
     }
 }
 
-fn train_cmd(run: RunArgs, out: OutArgs) -> Result<(), Failure> {
-    let runner = run.runner(out.print.quiet_progress())?;
-    check_out(&out)?;
-    let data = runner.prepare()?;
-    let outcome = runner.train(&data)?;
-    if let Some(dir) = &out.out {
-        runner.save(dir, &outcome.report, Some(&outcome.model))?;
+fn train_cmd(run: RunArgs, resume: Option<PathBuf>, out: OutArgs) -> Result<(), Failure> {
+    let quiet = out.print.quiet_progress();
+    if let Some(dir) = resume {
+        return resume_cmd(&dir, &out.print);
     }
-    out.print.print(std::slice::from_ref(&outcome.report));
+    let runner = run.runner(quiet, out.out.as_ref())?;
+    stop_on_ctrl_c(runner.interrupter());
+    with_out(&out, || {
+        let data = runner.prepare()?;
+        if !quiet {
+            print_data(&data);
+        }
+        let outcome = runner
+            .train(&data)
+            .map_err(|e| stopped(e, out.out.as_deref()))?;
+        if let Some(dir) = &out.out {
+            runner.save(dir, &outcome.report, Some(&outcome.model))?;
+        }
+        out.print.print(std::slice::from_ref(&outcome.report));
+        Ok(())
+    })
+}
+
+/// `train --resume DIR`: the interrupted run in `dir`, continued.
+fn resume_cmd(dir: &Path, print: &PrintArgs) -> Result<(), Failure> {
+    let state = TrainingState::read(dir)
+        .map_err(|e| bad("--resume", e))?
+        .ok_or_else(|| {
+            bad(
+                "--resume",
+                format!("{} holds no interrupted run to resume", dir.display()),
+            )
+        })?;
+    let task: ClassifyConfig = state
+        .config
+        .task_settings()
+        .map_err(|e| bad("--resume", format!("not a classification run: {e}")))?;
+    let runner = Runner::new(ClassifyTask::new(task), state.config.train.clone())?
+        .quiet(print.quiet_progress())
+        .checkpoint_into(dir, state.checkpoint_every)
+        .resume(true);
+    stop_on_ctrl_c(runner.interrupter());
+    let data = runner.prepare()?;
+    if !print.quiet_progress() {
+        print_data(&data);
+    }
+    let outcome = runner.train(&data).map_err(|e| stopped(e, Some(dir)))?;
+    runner.save(dir, &outcome.report, Some(&outcome.model))?;
+    print.print(std::slice::from_ref(&outcome.report));
     Ok(())
+}
+
+/// The rows of each split per label, and the rows dropped, on stderr.
+fn print_data(data: &TaskData<TokenizedExample, ClassLabels>) {
+    let split = |examples: &[TokenizedExample]| {
+        let counts = data.meta.counts(examples);
+        let per_label: Vec<String> = data
+            .meta
+            .names
+            .iter()
+            .zip(counts)
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        format!("{} ({})", examples.len(), per_label.join(", "))
+    };
+    let dropped = match data.meta.dropped {
+        0 => String::new(),
+        n => format!("; {n} rows with other labels dropped"),
+    };
+    eprintln!(
+        "data: train {}, test {}{dropped}",
+        split(&data.train),
+        split(&data.test)
+    );
+}
+
+/// Ctrl-C stops training at the next step boundary (leaving its last
+/// checkpoint to resume from); a second Ctrl-C quits at once.
+fn stop_on_ctrl_c(interrupter: Interrupter) {
+    let pressed = std::sync::atomic::AtomicBool::new(false);
+    let _ = ctrlc::set_handler(move || {
+        if pressed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping at the next step (Ctrl-C again to quit at once)");
+        interrupter.stop(Some("interrupted (Ctrl-C)"));
+    });
+}
+
+/// A run stopped before its end (Ctrl-C) says how to continue it, exit
+/// code 130; any other error as usual. `dir`: the run's (or, for a
+/// comparison, the comparison's) output directory.
+fn stopped(error: RunError, dir: Option<&Path>) -> Failure {
+    let is_stop = |e: &RunError| matches!(e, RunError::Fit(FitError::Interrupted { .. }));
+    let run_dir = match &error {
+        RunError::Comparison { failed, source, .. } if is_stop(source) => {
+            dir.map(|d| d.join(failed))
+        }
+        e if is_stop(e) => dir.map(Path::to_path_buf),
+        _ => return error.into(),
+    };
+    let hint = match run_dir {
+        Some(d) => format!("; continue it with: mlora train --resume {}", d.display()),
+        None => " (without --out there is no checkpoint to resume from)".to_string(),
+    };
+    Failure {
+        code: 130,
+        message: format!("{error}{hint}"),
+    }
 }
 
 fn compare_cmd(
@@ -483,26 +649,34 @@ fn compare_cmd(
         methods.push(TrainMethod::MatryoshkaExact);
     }
     let quiet = out.print.quiet_progress();
-    let runner = run.runner(quiet)?;
-    check_out(&out)?;
-    let started = Instant::now();
-    let data = runner.prepare()?;
-    let reports = runner.compare(&methods, &data, out.out.as_deref(), |r| {
+    let runner = run.runner(quiet, out.out.as_ref())?;
+    stop_on_ctrl_c(runner.interrupter());
+    with_out(&out, || {
+        let started = Instant::now();
+        let data = runner.prepare()?;
         if !quiet {
-            eprintln!(
-                "{}: AURAC log2 {:.2}%, {:.1} ms/step",
-                r.method, r.aurac_log2, r.ms_per_step
+            print_data(&data);
+        }
+        let reports = runner
+            .compare(&methods, &data, out.out.as_deref(), |r| {
+                if !quiet {
+                    eprintln!(
+                        "{}: AURAC log2 {:.2}%, {:.1} ms/step",
+                        r.method, r.aurac_log2, r.ms_per_step
+                    );
+                }
+            })
+            .map_err(|e| stopped(e, out.out.as_deref()))?;
+        out.print.print(&reports);
+        if !out.print.quiet_progress() {
+            println!(
+                "total {:.1} s, peak RSS {:.0} MiB",
+                started.elapsed().as_secs_f64(),
+                matryoshka_lora::report::peak_rss_mb()
             );
         }
+        Ok(())
     })?;
-    out.print.print(&reports);
-    if !out.print.quiet_progress() {
-        println!(
-            "total {:.1} s, peak RSS {:.0} MiB",
-            started.elapsed().as_secs_f64(),
-            matryoshka_lora::report::peak_rss_mb()
-        );
-    }
     Ok(())
 }
 
@@ -534,11 +708,43 @@ fn eval_cmd(
     if let Some(b) = backend {
         train.backend = b;
     }
+    if !print.quiet {
+        let now = RunConfig {
+            train: train.clone(),
+            task: ClassifyTask::new(task.clone()).settings(),
+        };
+        for note in overridden(&saved.config, &now) {
+            eprintln!("note: {note}");
+        }
+    }
     let runner = Runner::new(ClassifyTask::new(task), train)?.quiet(print.quiet_progress());
     let data = runner.prepare()?;
+    if !print.quiet {
+        print_data(&data);
+    }
     let (report, _) = runner.evaluate_saved(&adapter, &data)?;
     print.print(std::slice::from_ref(&report));
     Ok(())
+}
+
+/// The saved settings `now` changes, one line each with the flag that changed it.
+fn overridden(saved: &RunConfig, now: &RunConfig) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(before)), Ok(serde_json::Value::Object(after))) =
+        (serde_json::to_value(saved), serde_json::to_value(now))
+    else {
+        return Vec::new();
+    };
+    after
+        .iter()
+        .filter(|(key, value)| before.get(*key) != Some(*value))
+        .map(|(key, value)| {
+            let was = before.get(key).cloned().unwrap_or_default();
+            format!(
+                "--{} overrides the saved setting: {was} -> {value}",
+                key.replace('_', "-")
+            )
+        })
+        .collect()
 }
 
 fn bench_rt_cmd(args: BenchRtArgs) -> Result<(), Failure> {
@@ -603,7 +809,7 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let result = match cli.command {
-        Command::Train { run, out } => train_cmd(run, out),
+        Command::Train { run, resume, out } => train_cmd(run, resume, out),
         Command::Compare {
             run,
             exact,

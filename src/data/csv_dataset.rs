@@ -65,6 +65,18 @@ pub enum DataError {
     /// The split rule `i % N == 0` needs `N >= 2`.
     #[error("the test split rule needs N >= 2 (row i is test if i % N == 0), got {0}")]
     BadSplit(usize),
+    /// A listed label has no row in the data.
+    #[error(
+        "label `{label}` has no row in {path} (column `{column}`): remove it from the label set, or check its spelling"
+    )]
+    LabelWithoutRows {
+        /// The label.
+        label: String,
+        /// The file.
+        path: PathBuf,
+        /// The label column.
+        column: String,
+    },
     /// A split has no rows.
     #[error("the {split} split of {path} is empty")]
     EmptySplit {
@@ -142,6 +154,8 @@ pub struct TextClassificationData {
     pub test: Vec<TextExample>,
     /// The label names; a label id is its position.
     pub labels: Vec<String>,
+    /// Rows dropped because their label is not in the label set.
+    pub dropped: usize,
 }
 
 impl TextClassificationData {
@@ -180,12 +194,23 @@ impl TextClassificationData {
                 })
                 .collect()
         };
+        let total = rows.len();
         let kept = keep(rows);
+        let dropped = total - kept.len();
         if kept.is_empty() {
             return Err(DataError::NoRows {
                 path: path.to_path_buf(),
                 column: spec.label_col.clone(),
                 labels,
+            });
+        }
+        if spec.labels.is_some()
+            && let Some(label) = (0..labels.len()).find(|&l| !kept.iter().any(|e| e.label == l))
+        {
+            return Err(DataError::LabelWithoutRows {
+                label: labels[label].clone(),
+                path: path.to_path_buf(),
+                column: spec.label_col.clone(),
             });
         }
         let (train, test): (Vec<TextExample>, Vec<TextExample>) = match split {
@@ -214,6 +239,7 @@ impl TextClassificationData {
             train,
             test,
             labels,
+            dropped,
         })
     }
 
@@ -254,6 +280,15 @@ impl TextClassificationData {
     /// The number of classes.
     pub fn num_classes(&self) -> usize {
         self.labels.len()
+    }
+
+    /// Rows per label (in label-id order) of `examples`.
+    pub fn counts(&self, examples: &[TextExample]) -> Vec<usize> {
+        let mut counts = vec![0; self.labels.len()];
+        for e in examples {
+            counts[e.label] += 1;
+        }
+        counts
     }
 }
 
@@ -359,6 +394,16 @@ mod tests {
         assert_eq!(texts(&data.train), ["b", "e"]);
         assert_eq!(data.train[0].label, 0);
         assert_eq!(data.test[0].label, 1);
+        assert_eq!(data.dropped, 1); // the plot row
+        assert_eq!(data.counts(&data.test), [0, 3]);
+        let ghost = CsvSpec {
+            labels: Some(vec!["rotten".into(), "fresh".into(), "stale".into()]),
+            ..CsvSpec::default()
+        };
+        match TextClassificationData::from_csv(&path, &ghost, &SplitRule::Every(2)) {
+            Err(DataError::LabelWithoutRows { label, .. }) => assert_eq!(label, "stale"),
+            other => panic!("{other:?}"),
+        }
         // inferred labels: sorted distinct values
         let inferred =
             TextClassificationData::from_csv(&path, &CsvSpec::default(), &SplitRule::Every(5))
@@ -410,14 +455,10 @@ mod tests {
             let err = TextClassificationData::from_csv(&path, &spec, &SplitRule::Every(2));
             assert!(matches!(err, Err(DataError::BadLabels { .. })), "{bad:?}");
         }
-        // one kept row: it is test (row 0), so the train split is empty
-        let one = write("one.csv", "category,text\nfresh,a\nplot,b\n");
-        let spec2 = CsvSpec {
-            labels: Some(vec!["rotten".into(), "fresh".into()]),
-            ..CsvSpec::default()
-        };
+        // one row: it is test (row 0), so the train split is empty
+        let one = write("one.csv", "category,text\nfresh,a\n");
         assert!(matches!(
-            TextClassificationData::from_csv(&one, &spec2, &SplitRule::Every(2)),
+            TextClassificationData::from_csv(&one, &CsvSpec::default(), &SplitRule::Every(2)),
             Err(DataError::EmptySplit { split: "train", .. })
         ));
         let missing = TextClassificationData::from_csv(

@@ -1,23 +1,42 @@
 //! Writing files atomically: a temporary file beside the target, synced,
-//! then renamed over it, so a reader sees the old file or the complete new one.
+//! renamed over it, and the directory synced, so a reader (or a machine that
+//! lost power) sees the old file or the complete new one.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so `path`
-/// is either the old file or the complete new one.
+/// Writes `bytes` to `path` through a temporary file, fsync, rename and a
+/// directory fsync, so `path` is either the old file or the complete new one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = temp_path(path);
     let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        sync_parent(path)
     })();
-    if let Err(e) = written.and_then(|_| std::fs::rename(&tmp, path)) {
+    if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        return Err(e);
     }
-    Ok(())
+    written
+}
+
+/// Flushes the directory holding `path` (so a rename into it is durable).
+pub fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
+        _ => std::fs::File::open(".")?.sync_all(),
+    }
+}
+
+/// Creates `dir` (and its parents) and checks that files can be written in it,
+/// so an unwritable output directory is found before hours of training.
+pub fn ensure_writable_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"ok")?;
+    std::fs::remove_file(&probe)
 }
 
 /// The temporary file [`write_atomic`] writes before renaming it to `path`:
@@ -41,6 +60,9 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         assert!(write_atomic(&dir.join("missing/x"), b"x").is_err());
+        ensure_writable_dir(&dir.join("a/b")).unwrap();
+        assert!(dir.join("a/b").is_dir());
+        assert!(ensure_writable_dir(&path.join("under-a-file")).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

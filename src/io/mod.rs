@@ -1,10 +1,14 @@
 //! Files a run writes and reads: adapter checkpoints (adapter state separate
-//! from the frozen base) and atomic writes.
+//! from the frozen base, with metadata), the manifest that ties a run
+//! directory's files together, and atomic writes.
 
 mod atomic;
 pub mod checkpoint;
+pub mod manifest;
 
-pub use atomic::{temp_path, write_atomic};
+pub use atomic::{ensure_writable_dir, sync_parent, temp_path, write_atomic};
 pub use checkpoint::{
-    ADAPTER_FILE, CheckpointError, REPORT_FILE, checkpoint_names, load_adapter, save_adapter,
+    ADAPTER_FILE, AdapterMeta, CheckpointError, LEGACY_ADAPTER_FILE, REPORT_FILE, checkpoint_names,
+    load_adapter, load_legacy_adapter, read_meta, save_adapter,
 };
+pub use manifest::{MANIFEST_FILE, Manifest, ManifestError, verify_manifest, write_manifest};

@@ -44,6 +44,8 @@ pub enum Setting {
     Seed,
     /// Compute backend.
     Backend,
+    /// The run's output (and checkpoint) directory.
+    Output,
     /// A task's own setting, by its config key (e.g. `data`, `label_col`).
     Task(&'static str),
 }
@@ -67,6 +69,7 @@ impl Setting {
             Self::Epochs => "epochs",
             Self::Seed => "seed",
             Self::Backend => "backend",
+            Self::Output => "out",
             Self::Task(key) => key,
         }
     }
@@ -104,6 +107,24 @@ pub enum RunError {
     /// A failure while running that no setting explains.
     #[error("{0}")]
     Failed(BoxError),
+    /// One run of a comparison failed; the runs before it finished and were kept.
+    #[error("{failed} failed ({}): {source}", kept_note(kept))]
+    Comparison {
+        /// The method that failed.
+        failed: String,
+        /// The methods that finished (and were saved, with an output directory).
+        kept: Vec<String>,
+        /// Why it failed.
+        source: Box<RunError>,
+    },
+}
+
+fn kept_note(kept: &[String]) -> String {
+    if kept.is_empty() {
+        "no run had finished".to_string()
+    } else {
+        format!("finished and kept: {}", kept.join(", "))
+    }
 }
 
 impl RunError {
@@ -119,6 +140,7 @@ impl RunError {
     pub fn setting(&self) -> Option<Setting> {
         match self {
             Self::Invalid { setting, .. } => Some(*setting),
+            Self::Comparison { source, .. } => source.setting(),
             _ => None,
         }
     }
@@ -128,6 +150,11 @@ impl RunError {
     pub fn reason(&self) -> String {
         match self {
             Self::Invalid { source, .. } => source.to_string(),
+            Self::Comparison {
+                failed,
+                kept,
+                source,
+            } => format!("{failed} failed ({}): {}", kept_note(kept), source.reason()),
             other => other.to_string(),
         }
     }

@@ -2,21 +2,23 @@
 //! training run (per-rank validation after each epoch), the `Evaluator` for a
 //! trained model.
 
+use super::checkpointing::AdapterStateCheckpointer;
 use super::learner_model::{RankedLearnerModel, StepPlan};
 use super::metrics::{
-    AuracMetric, Divergence, DivergenceGuard, RankAccuracyMetric, RankEvalCollector,
-    RankEvaluation, RankLossMetric, RankTotals,
+    AuracMetric, RankAccuracyMetric, RankEvalCollector, RankEvaluation, RankLossMetric, RankTotals,
 };
 use super::model::TaskModel;
 use super::schedule::LinearWarmupDecay;
+use super::segments::Segments;
 use super::timing::{SplitTimes, Timed};
 use crate::adapter::RankAxis;
 use burn::data::dataloader::DataLoader;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::AdamWConfig;
+use burn::train::checkpoint::{FileCheckpointer, KeepLastNCheckpoints};
 use burn::train::metric::LossMetric;
 use burn::train::renderer::MetricsRenderer;
-use burn::train::{EvaluatorBuilder, Interrupter, Learner, SupervisedTraining};
+use burn::train::{EvaluatorBuilder, Learner, SupervisedTraining};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,6 +49,23 @@ pub struct FitOptions {
     pub constant_lr: bool,
     /// Where burn-train writes its logs.
     pub artifact_dir: PathBuf,
+    /// How the steps are grouped into burn-train epochs (`None`: one per
+    /// epoch); the loaders given to [`fit`] must follow the same grouping
+    /// ([`StepLoader`](super::StepLoader), [`EpochEndLoader`](super::EpochEndLoader)).
+    pub segments: Option<Segments>,
+    /// Checkpoints after every segment, and where to resume.
+    pub checkpoints: Option<FitCheckpoints>,
+}
+
+/// Training checkpoints of a [`fit`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitCheckpoints {
+    /// The checkpoint directory (`model-{n}.bpk`, `optim-{n}.bpk`, `scheduler-{n}.bpk`).
+    pub dir: PathBuf,
+    /// The task's trainable modules (saved with the adapters).
+    pub modules: Vec<String>,
+    /// Resume after segment `n` (from 1) from its checkpoints.
+    pub resume_after: Option<usize>,
 }
 
 impl Default for FitOptions {
@@ -63,6 +82,8 @@ impl Default for FitOptions {
             steps_per_epoch: 1,
             constant_lr: false,
             artifact_dir: std::env::temp_dir().join("mlora-train"),
+            segments: None,
+            checkpoints: None,
         }
     }
 }
@@ -93,6 +114,15 @@ pub enum FitError {
         rank: usize,
         /// Its loss.
         loss: f64,
+    },
+    /// Training was stopped before its end (a step limit, Ctrl-C); the last
+    /// checkpoint, if any, can resume it.
+    #[error("training was stopped at step {step}: {reason}")]
+    Interrupted {
+        /// Steps taken.
+        step: usize,
+        /// Why.
+        reason: String,
     },
     /// The evaluation saw no examples.
     #[error("the evaluation produced no per-rank figures (no evaluation examples?)")]
@@ -135,6 +165,7 @@ pub fn fit<T: TaskModel>(
         return Err(FitError::Invalid("epochs must be at least 1".into()));
     }
     let ranks = plan.ranks.clone();
+    let guard = plan.guard.clone();
     let model =
         RankedLearnerModel::new(task, plan).map_err(|e| FitError::Invalid(e.to_string()))?;
     let mut optim = AdamWConfig::new()
@@ -154,19 +185,29 @@ pub fn fit<T: TaskModel>(
     let learner = Learner::new(model, optim.init(), schedule);
 
     let totals = RankTotals::new();
-    let divergence = Divergence::default();
-    let interrupter = Interrupter::new();
     let times = SplitTimes::default();
-    let training = SupervisedTraining::new(&options.artifact_dir, train, valid)
+    let num_epochs = options
+        .segments
+        .map(|s| s.count())
+        .unwrap_or(options.epochs);
+    let mut training = SupervisedTraining::new(&options.artifact_dir, train, valid)
         .metric_train_numeric(LossMetric::new())
-        .metric_train(DivergenceGuard::new(
-            divergence.clone(),
-            interrupter.clone(),
-        ))
-        .with_interrupter(interrupter)
+        .with_interrupter(guard.interrupter.clone())
         .renderer(Box::new(Timed::new(renderer, times.clone())))
         .with_application_logger(None)
-        .num_epochs(options.epochs);
+        .num_epochs(num_epochs);
+    if let Some(checkpoints) = &options.checkpoints {
+        training = training
+            .with_custom_checkpointers(
+                AdapterStateCheckpointer::new(&checkpoints.dir, &checkpoints.modules),
+                FileCheckpointer::new(&checkpoints.dir, "optim"),
+                FileCheckpointer::new(&checkpoints.dir, "scheduler"),
+            )
+            .with_checkpointing_strategy(KeepLastNCheckpoints::new(2));
+        if let Some(segment) = checkpoints.resume_after {
+            training = training.checkpoint(segment);
+        }
+    }
     let training = register_rank_metrics(
         training,
         &ranks,
@@ -176,12 +217,31 @@ pub fn fit<T: TaskModel>(
         |t, m| t.metric_valid_numeric(m),
         |t, m| t.metric_valid(m),
     );
-    let result = training.launch(learner);
-    if let Some((step, loss)) = divergence.first() {
+    // burn-train panics where it cannot write a checkpoint: an error here.
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| training.launch(learner)))
+            .map_err(|panic| {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown failure".into());
+                FitError::Learner(format!(
+                    "training stopped at step {}: {message}",
+                    guard.steps()
+                ))
+            })?;
+    if let Some((step, loss)) = guard.divergence.first() {
         return Err(FitError::Diverged { step, loss });
     }
     if let Some(error) = result.error {
         return Err(FitError::Learner(format!("{error:?}")));
+    }
+    if let Some(interruption) = result.interrupted {
+        return Err(FitError::Interrupted {
+            step: guard.steps(),
+            reason: interruption.reason.unwrap_or_else(|| "stopped".into()),
+        });
     }
     let evaluation = checked(totals.latest())?;
     Ok(FitResult {

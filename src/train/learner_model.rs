@@ -1,18 +1,21 @@
 //! The burn-train model: training steps that apply the method, validation steps
 //! that evaluate every nested rank.
 
+use super::metrics::Divergence;
 use super::model::{RankedBatchOutput, TaskModel};
 use super::objective::TrainMethod;
 use crate::adapter::{ActiveRank, AdaptedModule, RankSampler, RankSet};
 use burn::module::Module;
 use burn::prelude::*;
+use burn::train::Interrupter;
 use burn::train::ItemLazy;
 use burn::train::metric::{Adaptor, LossInput};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// How each training step uses the adapters, and which ranks validation scores.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StepPlan {
     /// The method.
     pub method: TrainMethod,
@@ -22,6 +25,18 @@ pub struct StepPlan {
     /// DyLoRA's seeded rank sampler (shared by clones of the model, so every
     /// step draws the next rank of one sequence).
     pub sampler: Arc<Mutex<RankSampler>>,
+    /// Counts steps and stops training at a non-finite loss.
+    pub guard: StepGuard,
+}
+
+impl std::fmt::Debug for StepPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepPlan")
+            .field("method", &self.method)
+            .field("ranks", &self.ranks)
+            .field("steps", &self.guard.steps())
+            .finish()
+    }
 }
 
 impl StepPlan {
@@ -35,6 +50,54 @@ impl StepPlan {
                 set,
                 seed,
             ))),
+            guard: StepGuard::default(),
+        }
+    }
+
+    /// The plan as it stands after `steps` training steps: the step count set,
+    /// DyLoRA's sampler advanced by as many draws (to resume a run).
+    pub fn after_steps(self, steps: usize) -> Self {
+        if let Ok(mut sampler) = self.sampler.lock() {
+            for _ in 0..steps {
+                sampler.draw();
+            }
+        }
+        self.guard.steps.store(steps, Ordering::SeqCst);
+        self
+    }
+}
+
+/// Checks every training step's loss where it is computed: the step that
+/// produces a NaN or infinite loss stops training through the
+/// [`Interrupter`] (burn-train ends the epoch after that step) and is
+/// recorded in [`Divergence`]. Clones share the count and the record.
+#[derive(Clone, Default)]
+pub struct StepGuard {
+    steps: Arc<AtomicUsize>,
+    /// The first non-finite loss, if any.
+    pub divergence: Divergence,
+    /// Stops the run.
+    pub interrupter: Interrupter,
+    /// Stop after this many steps in all (`None`: at the end).
+    pub limit: Option<usize>,
+}
+
+impl StepGuard {
+    /// Training steps taken so far.
+    pub fn steps(&self) -> usize {
+        self.steps.load(Ordering::SeqCst)
+    }
+
+    /// Counts a step with loss `value`; stops the run when it is not finite.
+    fn check(&self, value: f64) {
+        let step = self.steps.fetch_add(1, Ordering::SeqCst) + 1;
+        if !value.is_finite() && self.divergence.record(step, value) {
+            self.interrupter
+                .stop(Some(&format!("non-finite loss {value} at step {step}")));
+        }
+        if self.limit == Some(step) {
+            self.interrupter
+                .stop(Some(&format!("stopped after step {step} as asked")));
         }
     }
 }
@@ -181,6 +244,9 @@ impl<T: TaskModel> TrainStep for RankedLearnerModel<T> {
 
     fn step(&self, batch: T::Batch) -> TrainOutput<TrainStepOutput> {
         let (loss, drawn_rank) = self.objective(&batch);
+        // One scalar read per step: the step that diverges is the one that stops.
+        let value = loss.clone().try_into_scalar::<f64>().unwrap_or(f64::NAN);
+        self.plan.guard.check(value);
         let grads = loss.backward();
         TrainOutput::new(self, grads, TrainStepOutput { loss, drawn_rank })
     }

@@ -1,12 +1,10 @@
 //! burn-train metrics: accuracy and loss at each rank and AURAC (shown while
-//! training), the collector that hands the per-rank figures to the runner as
-//! numbers, and the guard that stops a diverging run.
+//! training), and the collector that hands the per-rank figures to the runner
+//! as numbers.
 
-use super::learner_model::{PerRankOutput, TrainStepOutput};
+use super::learner_model::PerRankOutput;
 use crate::adapter::{RankAxis, aurac};
-use burn::prelude::*;
 use burn::tensor::TensorReadError;
-use burn::train::Interrupter;
 use burn::train::metric::state::{FormatOptions, NumericMetricState};
 use burn::train::metric::{
     Adaptor, Metric, MetricAttributes, MetricMetadata, MetricName, Numeric, NumericAttributes,
@@ -430,6 +428,7 @@ impl Metric for RankEvalCollector {
 }
 
 /// The first training step whose loss was not finite, and that loss.
+/// Clones share the record.
 #[derive(Clone, Default)]
 pub struct Divergence {
     first: Arc<Mutex<Option<(usize, f64)>>>,
@@ -440,74 +439,16 @@ impl Divergence {
     pub fn first(&self) -> Option<(usize, f64)> {
         self.first.lock().ok().and_then(|f| *f)
     }
-}
 
-/// The training loss of one step, for [`DivergenceGuard`].
-#[derive(Debug, Clone)]
-pub struct StepLossInput {
-    loss: Tensor<1>,
-}
-
-impl Adaptor<StepLossInput> for TrainStepOutput {
-    fn adapt(&self) -> StepLossInput {
-        StepLossInput {
-            loss: self.loss.clone(),
+    /// Records `(step, loss)` unless a divergence was recorded before;
+    /// whether this one was recorded.
+    pub fn record(&self, step: usize, loss: f64) -> bool {
+        match self.first.lock() {
+            Ok(mut first) if first.is_none() => {
+                *first = Some((step, loss));
+                true
+            }
+            _ => false,
         }
     }
-}
-
-/// A burn-train training metric that stops the run (through its
-/// [`Interrupter`]) at the first NaN or infinite loss, and records where.
-#[derive(Clone)]
-pub struct DivergenceGuard {
-    divergence: Divergence,
-    interrupter: Interrupter,
-    step: usize,
-    name: MetricName,
-}
-
-impl DivergenceGuard {
-    /// A guard that records into `divergence` and stops `interrupter`.
-    pub fn new(divergence: Divergence, interrupter: Interrupter) -> Self {
-        Self {
-            divergence,
-            interrupter,
-            step: 0,
-            name: Arc::new("divergence".to_string()),
-        }
-    }
-}
-
-impl Metric for DivergenceGuard {
-    type Input = StepLossInput;
-
-    fn name(&self) -> MetricName {
-        self.name.clone()
-    }
-
-    fn update(
-        &mut self,
-        item: &StepLossInput,
-        _: &MetricMetadata,
-    ) -> Result<SerializedEntry, TensorReadError> {
-        self.step += 1;
-        let loss = item.loss.clone().try_into_scalar::<f64>()?;
-        if !loss.is_finite()
-            && let Ok(mut first) = self.divergence.first.lock()
-            && first.is_none()
-        {
-            *first = Some((self.step, loss));
-            self.interrupter.stop(Some(&format!(
-                "non-finite loss {loss} at step {}",
-                self.step
-            )));
-        }
-        Ok(SerializedEntry::new(String::new(), String::new()))
-    }
-
-    fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
-        Ok(SerializedEntry::new(String::new(), String::new()))
-    }
-
-    fn clear(&mut self) {}
 }

@@ -16,6 +16,7 @@
 //! # Ok::<(), matryoshka_lora::train::RunError>(())
 //! ```
 
+mod checkpointing;
 mod config;
 mod error;
 mod fit;
@@ -26,22 +27,24 @@ mod objective;
 mod progress;
 mod runner;
 mod schedule;
+mod segments;
 mod task;
 mod timing;
 
+pub use checkpointing::{AdapterStateCheckpointer, TRAINING_DIR, TrainingState, last_checkpoint};
 pub use config::TrainConfig;
 pub use error::{BoxError, RunError, Setting};
-pub use fit::{FitError, FitOptions, FitResult, evaluate, fit};
-pub use learner_model::{PerRankOutput, RankedLearnerModel, StepPlan, TrainStepOutput};
+pub use fit::{FitCheckpoints, FitError, FitOptions, FitResult, evaluate, fit};
+pub use learner_model::{PerRankOutput, RankedLearnerModel, StepGuard, StepPlan, TrainStepOutput};
 pub use metrics::{
-    AuracMetric, Divergence, DivergenceGuard, RankAccuracyMetric, RankEvalCollector,
-    RankEvaluation, RankLossMetric, RankTotals, aurac_metric_name, rank_accuracy_name,
-    rank_loss_name,
+    AuracMetric, Divergence, RankAccuracyMetric, RankEvalCollector, RankEvaluation, RankLossMetric,
+    RankTotals, aurac_metric_name, rank_accuracy_name, rank_loss_name,
 };
 pub use model::{RankedBatchOutput, TaskModel};
 pub use objective::{HeadMode, ParseError, TrainMethod};
 pub use progress::{ProgressRenderer, QuietRenderer};
 pub use runner::{RunOutcome, Runner, save_plots};
 pub use schedule::LinearWarmupDecay;
+pub use segments::{EpochEndLoader, Segments, StepLoader};
 pub use task::{RankMetrics, Task, TaskData};
 pub use timing::{SplitTimes, Timed};

@@ -1,25 +1,30 @@
 //! The runner: everything a [`Task`] does not supply, done once for every task.
 
+use super::checkpointing::{CHECKPOINT_SUBDIR, TRAINING_DIR, TrainingState, last_checkpoint};
 use super::config::TrainConfig;
 use super::error::{RunError, Setting};
-use super::fit::{FitOptions, evaluate, fit};
+use super::fit::{FitCheckpoints, FitOptions, evaluate, fit};
 use super::learner_model::StepPlan;
 use super::metrics::RankEvaluation;
 use super::model::TaskModel;
 use super::objective::{HeadMode, TrainMethod};
 use super::progress::{ProgressRenderer, QuietRenderer};
+use super::segments::{EpochEndLoader, Segments, StepLoader};
 use super::task::{RankMetrics, Task, TaskData};
 use super::timing::SplitTimes;
 use crate::adapter::{ActiveRank, AdaptedModule, Injection, RankSet, Targets, aurac_both};
 use crate::io::checkpoint::{
-    ADAPTER_FILE, REPORT_FILE, adapter_group, load_adapter, modules_group, save_adapter,
+    ADAPTER_FILE, AdapterMeta, FORMAT_VERSION, LEGACY_ADAPTER_FILE, REPORT_FILE, adapter_group,
+    load_adapter, load_legacy_adapter, modules_group, save_adapter,
 };
-use crate::io::write_atomic;
+use crate::io::manifest::{clear_manifest, verify_manifest, write_manifest};
+use crate::io::{sync_parent, write_atomic};
 use crate::report::{Report, RunConfig, peak_rss_mb, reset_peak_rss};
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::InMemDataset;
-use burn::module::Module;
+use burn::module::{Module, ParamId};
 use burn::prelude::*;
+use burn::train::Interrupter;
 use burn::train::renderer::MetricsRenderer;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -54,6 +59,22 @@ pub struct Runner<T: Task> {
     task: T,
     config: TrainConfig,
     quiet: bool,
+    /// The configured backend's device, opened once (non-autodiff).
+    device: Device,
+    /// The name each adapter built by this runner was attached under (its
+    /// module name in the base model), by the id of its `A`.
+    names: Mutex<BTreeMap<ParamId, String>>,
+    checkpoints: Option<CheckpointSettings>,
+    step_limit: Option<usize>,
+    interrupter: Interrupter,
+}
+
+/// Where and how often a runner checkpoints, and whether it resumes.
+#[derive(Debug, Clone)]
+struct CheckpointSettings {
+    dir: PathBuf,
+    every: Option<usize>,
+    resume: bool,
 }
 
 /// The per-method part of a run: settings and what they define.
@@ -97,6 +118,10 @@ impl<T: Task> Runner<T> {
             }
             config.targets = Some(defaults);
         }
+        let device = config
+            .backend
+            .open()
+            .map_err(|e| RunError::invalid(Setting::Backend, e))?;
         if config.head_mode == HeadMode::Probe && task.trainable_modules().is_empty() {
             return Err(RunError::invalid(
                 Setting::HeadMode,
@@ -107,6 +132,11 @@ impl<T: Task> Runner<T> {
             task,
             config,
             quiet: false,
+            device,
+            names: Mutex::default(),
+            checkpoints: None,
+            step_limit: None,
+            interrupter: Interrupter::new(),
         })
     }
 
@@ -114,6 +144,42 @@ impl<T: Task> Runner<T> {
     pub fn quiet(mut self, quiet: bool) -> Self {
         self.quiet = quiet;
         self
+    }
+
+    /// Checkpoints training into `dir` (the run's output directory; kept in
+    /// `dir/.training` until the run is saved there): every `every` steps
+    /// when given, and at every epoch end. `compare` uses `dir/<method>`.
+    pub fn checkpoint_into(mut self, dir: impl Into<PathBuf>, every: Option<usize>) -> Self {
+        let resume = self.checkpoints.as_ref().is_some_and(|c| c.resume);
+        self.checkpoints = Some(CheckpointSettings {
+            dir: dir.into(),
+            every,
+            resume,
+        });
+        self
+    }
+
+    /// Continues the run checkpointed into [`Runner::checkpoint_into`]'s
+    /// directory instead of refusing to start over it. Its settings must be
+    /// those the run was started with.
+    pub fn resume(mut self, resume: bool) -> Self {
+        if let Some(c) = &mut self.checkpoints {
+            c.resume = resume;
+        }
+        self
+    }
+
+    /// Stops training after `steps` optimiser steps in all (resumable from
+    /// the last checkpoint): to train in parts, or to test resuming.
+    pub fn stop_after(mut self, steps: usize) -> Self {
+        self.step_limit = Some(steps);
+        self
+    }
+
+    /// The handle that stops training at the next step boundary (e.g. on
+    /// Ctrl-C); the run ends with [`FitError::Interrupted`](super::FitError).
+    pub fn interrupter(&self) -> Interrupter {
+        self.interrupter.clone()
     }
 
     /// The task.
@@ -126,12 +192,10 @@ impl<T: Task> Runner<T> {
         &self.config
     }
 
-    /// The (non-autodiff) device of the configured backend.
+    /// The (non-autodiff) device of the configured backend, opened (and,
+    /// for a GPU, checked to work) when the runner was made.
     pub fn device(&self) -> Result<Device, RunError> {
-        self.config
-            .backend
-            .device()
-            .map_err(|e| RunError::invalid(Setting::Backend, e))
+        Ok(self.device.clone())
     }
 
     /// Reads and preprocesses the task's data (once; share it between runs).
@@ -197,6 +261,9 @@ impl<T: Task> Runner<T> {
         injection
             .finish()
             .map_err(|e| RunError::invalid(Setting::Targets, e))?;
+        if let Ok(mut names) = self.names.lock() {
+            names.extend(injection.adapter_names());
+        }
         // The task's own modules train (a model adapted by reparameterization
         // comes back with every parameter frozen).
         let modules = self.task.trainable_modules();
@@ -233,17 +300,25 @@ impl<T: Task> Runner<T> {
     }
 
     /// Trains with the configured method and evaluates every rank of `S`.
+    ///
+    /// With [`Runner::checkpoint_into`], checkpoints go to that directory as
+    /// training goes, and a run stopped there (Ctrl-C, [`Runner::stop_after`],
+    /// a crash) continues from its last checkpoint with [`Runner::resume`]:
+    /// the same data order, optimizer state, schedule and DyLoRA draws, so the
+    /// resumed run ends where an uninterrupted one would.
     pub fn train(
         &self,
         data: &TaskData<T::Item, T::Meta>,
     ) -> Result<RunOutcome<T::Model>, RunError> {
-        self.train_method(self.config.method, data)
+        let dir = self.checkpoints.as_ref().map(|c| c.dir.clone());
+        self.train_method(self.config.method, data, dir.as_deref())
     }
 
     fn train_method(
         &self,
         method: TrainMethod,
         data: &TaskData<T::Item, T::Meta>,
+        run_dir: Option<&Path>,
     ) -> Result<RunOutcome<T::Model>, RunError> {
         let run = self.method_run(method)?;
         let config = &run.config;
@@ -252,18 +327,46 @@ impl<T: Task> Runner<T> {
                 "the task prepared no training examples".into(),
             ));
         }
+        let steps_per_epoch = config.steps_per_epoch(data.train.len());
+        let every = self.checkpoints.as_ref().and_then(|c| c.every);
+        let segments = Segments {
+            steps_per_epoch,
+            epochs: config.epochs,
+            every,
+        };
         reset_peak_rss();
         let device = self.device()?.autodiff();
+        // The model first: bad settings it finds leave nothing written.
         let mut model = self.build_model_for(&run, &data.meta, &device)?;
+        // Where this run checkpoints, and where it resumes (segment from 1).
+        let (checkpoint_dir, resume_after) = match run_dir {
+            Some(dir) => {
+                let (dir, resume_after) = self.prepare_checkpoints(dir, config, &segments)?;
+                (Some(dir), resume_after)
+            }
+            None => (None, None),
+        };
+        let start = resume_after.unwrap_or(0);
         let scratch = Scratch::new();
+        let logs = match &checkpoint_dir {
+            Some(dir) => dir
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| dir.clone()),
+            None => scratch.0.clone(),
+        };
         let valid = self.loader(&data.test, config.eval_batch, None, &device);
-        let steps_per_epoch = config.steps_per_epoch(data.train.len());
+        let modules = self.task.trainable_modules();
 
-        if config.head_mode == HeadMode::Probe {
+        if config.head_mode == HeadMode::Probe && resume_after.is_some() {
+            // The probe epoch is behind the checkpoint being resumed (which
+            // holds the probed head): set up the main phase's gradients.
+            model = model.freeze_group(modules_group(&modules));
+        } else if config.head_mode == HeadMode::Probe {
             // One linear-probe epoch: only the task's own modules train, the
             // adapters (B = 0) stay frozen; then those modules are frozen.
-            let modules = modules_group(&self.task.trainable_modules());
-            let probe = model.freeze().unfreeze_group(modules.clone());
+            let group = modules_group(&modules);
+            let probe = model.freeze().unfreeze_group(group.clone());
             let single =
                 RankSet::single(config.rank).map_err(|e| RunError::invalid(Setting::Rank, e))?;
             let options = FitOptions {
@@ -275,9 +378,11 @@ impl<T: Task> Runner<T> {
                 artifact_dir: scratch.0.join("probe"),
                 ..FitOptions::default()
             };
+            let mut plan = StepPlan::new(TrainMethod::Lora, &single, config.seed);
+            plan.guard.interrupter = self.interrupter.clone();
             let trained = fit(
                 probe,
-                StepPlan::new(TrainMethod::Lora, &single, config.seed),
+                plan,
                 // the probe epoch shuffles with its own stream
                 self.loader(
                     &data.train,
@@ -293,7 +398,7 @@ impl<T: Task> Runner<T> {
             // `train()` re-enables autodiff with the new gradient settings.
             model = trained
                 .task
-                .freeze_group(modules)
+                .freeze_group(group)
                 .unfreeze_group(adapter_group())
                 .train();
         }
@@ -305,14 +410,35 @@ impl<T: Task> Runner<T> {
             grad_clip: config.grad_clip,
             epochs: config.epochs,
             steps_per_epoch,
-            artifact_dir: scratch.0.clone(),
+            artifact_dir: logs,
+            segments: Some(segments),
+            checkpoints: checkpoint_dir.map(|dir| FitCheckpoints {
+                dir,
+                modules: modules.clone(),
+                resume_after,
+            }),
             ..FitOptions::default()
         };
+        let done_before = segments.steps_before(start);
+        let mut plan =
+            StepPlan::new(config.method, &run.ranks, config.seed).after_steps(done_before);
+        plan.guard.interrupter = self.interrupter.clone();
+        plan.guard.limit = self.step_limit;
+        let train: Arc<dyn DataLoader<<T::Model as TaskModel>::Batch>> = Arc::new(StepLoader::new(
+            Arc::new(InMemDataset::new(data.train.clone())),
+            Arc::new(self.task.batcher()),
+            config.batch,
+            Some(config.seed),
+            segments,
+            start,
+            &device,
+        ));
+        let valid = Arc::new(EpochEndLoader::new(valid, segments, start));
         let started = Instant::now();
         let result = fit(
             model,
-            StepPlan::new(config.method, &run.ranks, config.seed),
-            self.loader(&data.train, config.batch, Some(config.seed), &device),
+            plan,
+            train,
             valid,
             &options,
             self.renderer(config.method.name(), config.batch),
@@ -322,6 +448,7 @@ impl<T: Task> Runner<T> {
         let extra = self.evaluate_hooks(&result.task, &run.ranks, data)?;
         let hook_seconds = hook_started.elapsed().as_secs_f64();
         let train_steps = steps_per_epoch * config.epochs;
+        let steps_here = (train_steps - done_before).max(1);
         let train_seconds = result.times.seconds("train");
         let ms_per_step = 1000.0
             * if train_seconds > 0.0 {
@@ -329,9 +456,10 @@ impl<T: Task> Runner<T> {
             } else {
                 wall
             }
-            / train_steps.max(1) as f64;
+            / steps_here as f64;
         let report = self.report(
             &run,
+            &data.meta,
             result.evaluation,
             extra,
             Timing {
@@ -345,6 +473,64 @@ impl<T: Task> Runner<T> {
             model: result.task,
             times: result.times,
         })
+    }
+
+    /// Sets up `dir`'s training checkpoints for a run with `config`: a new run
+    /// records its settings; a resumed one must have the same settings, and
+    /// resumes after its last complete checkpoint. Returns burn-train's
+    /// checkpoint directory and the segment to resume after.
+    fn prepare_checkpoints(
+        &self,
+        dir: &Path,
+        config: &TrainConfig,
+        segments: &Segments,
+    ) -> Result<(PathBuf, Option<usize>), RunError> {
+        let steps_per_epoch = segments.steps_per_epoch;
+        let resume = self.checkpoints.as_ref().is_some_and(|c| c.resume);
+        let state = TrainingState {
+            config: RunConfig {
+                train: config.clone(),
+                task: self.task.settings(),
+            },
+            checkpoint_every: self.checkpoints.as_ref().and_then(|c| c.every),
+            steps_per_epoch,
+        };
+        let checkpoints = dir.join(TRAINING_DIR).join(CHECKPOINT_SUBDIR);
+        let saved = TrainingState::read(dir).map_err(|e| RunError::invalid(Setting::Output, e))?;
+        match saved {
+            Some(saved) if resume => {
+                if saved != state {
+                    return Err(RunError::invalid(
+                        Setting::Output,
+                        format!(
+                            "the checkpoints in {} are of a run with other settings (or other data): resume with the settings it was started with",
+                            dir.display()
+                        ),
+                    ));
+                }
+                // A run checkpointed at its very end (finished, not saved)
+                // redoes its last segment, which ends in the evaluation.
+                let last = last_checkpoint(dir)
+                    .map(|c| c.min(segments.count().saturating_sub(1)))
+                    .filter(|&c| c > 0);
+                Ok((checkpoints, last))
+            }
+            Some(_) => Err(RunError::invalid(
+                Setting::Output,
+                format!(
+                    "{} holds the checkpoints of an interrupted run: resume it, or write into another directory",
+                    dir.display()
+                ),
+            )),
+            None if resume => Err(RunError::invalid(
+                Setting::Output,
+                format!("{} holds no interrupted run to resume", dir.display()),
+            )),
+            None => {
+                state.write(dir).map_err(|e| RunError::write(dir, e))?;
+                Ok((checkpoints, None))
+            }
+        }
     }
 
     /// The task's own per-rank evaluation ([`Task::evaluate_at_rank`]).
@@ -394,6 +580,7 @@ impl<T: Task> Runner<T> {
         let eval_seconds = started.elapsed().as_secs_f64();
         self.report(
             &run,
+            &data.meta,
             evaluation,
             extra,
             Timing {
@@ -404,9 +591,11 @@ impl<T: Task> Runner<T> {
         )
     }
 
-    /// Evaluates the run saved in `dir` by [`Runner::save`]: builds the
-    /// task's model with this runner's settings, loads `adapter.bpk` into it
-    /// (a checkpoint for another shape, rank or target set is an error), and
+    /// Evaluates the run saved in `dir` by [`Runner::save`]: checks the
+    /// directory against its manifest, builds the task's model with this
+    /// runner's settings, loads the adapter into it (its metadata must match:
+    /// task, base model, `R`, `S`, scaling, adapted modules, label names; an
+    /// `adapter.bpk` of earlier versions loads without those checks), and
     /// evaluates it as [`Runner::evaluate`] does. The training figures of the
     /// saved `report.json`, when there is one, are kept.
     pub fn evaluate_saved(
@@ -414,11 +603,19 @@ impl<T: Task> Runner<T> {
         dir: &Path,
         data: &TaskData<T::Item, T::Meta>,
     ) -> Result<(Report, T::Model), RunError> {
+        let adapter = Setting::Task("adapter");
+        verify_manifest(dir).map_err(|e| RunError::invalid(adapter, e))?;
         let device = self.device()?;
         let model = self.build_model(&data.meta, &device)?;
-        let path = dir.join(ADAPTER_FILE);
-        let model = load_adapter(model, &path, &self.task.trainable_modules())
-            .map_err(|e| RunError::invalid(Setting::Task("adapter"), e))?;
+        let modules = self.task.trainable_modules();
+        let model = if dir.join(ADAPTER_FILE).is_file() || !dir.join(LEGACY_ADAPTER_FILE).is_file()
+        {
+            let expected = self.adapter_meta(&self.config, &model, self.task.describe(&data.meta));
+            load_adapter(model, &dir.join(ADAPTER_FILE), &expected)
+        } else {
+            load_legacy_adapter(model, &dir.join(LEGACY_ADAPTER_FILE), &modules)
+        }
+        .map_err(|e| RunError::invalid(adapter, e))?;
         let mut report = self.evaluate(model.clone(), data)?;
         if let Ok(saved) = Report::read(&dir.join(REPORT_FILE)) {
             report.train_steps = saved.train_steps;
@@ -427,9 +624,49 @@ impl<T: Task> Runner<T> {
         Ok((report, model))
     }
 
+    /// What an adapter of `model` trained with `config` is saved with: the
+    /// settings, the task's fingerprint and data, and each adapter's name in
+    /// the base model (its module path when this runner did not build it).
+    pub fn adapter_meta(
+        &self,
+        config: &TrainConfig,
+        model: &T::Model,
+        task_info: serde_json::Map<String, serde_json::Value>,
+    ) -> AdapterMeta {
+        let names = self.names.lock().map(|n| n.clone()).unwrap_or_default();
+        let modules = model
+            .adapter_ids()
+            .into_iter()
+            .map(|(path, id)| {
+                let name = names.get(&id).cloned().unwrap_or_else(|| path.clone());
+                (path, name)
+            })
+            .collect();
+        AdapterMeta {
+            format: FORMAT_VERSION,
+            crate_version: env!("CARGO_PKG_VERSION").to_string(),
+            task: self.task.name().to_string(),
+            method: config.method,
+            max_rank: config.rank,
+            ranks: config.ranks.clone(),
+            scaling: config.scaling,
+            targets: config.targets.clone().unwrap_or_default(),
+            modules,
+            trainable_modules: self.task.trainable_modules(),
+            base_model: self.task.base_model(),
+            task_info: task_info.into(),
+            config: serde_json::to_value(RunConfig {
+                train: config.clone(),
+                task: self.task.settings(),
+            })
+            .unwrap_or_default(),
+        }
+    }
+
     fn report(
         &self,
         run: &MethodRun,
+        meta: &T::Meta,
         evaluation: RankEvaluation,
         extra: Vec<RankMetrics>,
         timing: Timing,
@@ -469,6 +706,7 @@ impl<T: Task> Runner<T> {
             ms_per_step: timing.ms_per_step,
             eval_seconds: timing.eval_seconds,
             peak_rss_mb: peak_rss_mb(),
+            task_info: self.task.describe(meta),
             config: RunConfig {
                 train: config.clone(),
                 task: self.task.settings(),
@@ -493,18 +731,30 @@ impl<T: Task> Runner<T> {
         if let Some(dir) = out {
             create_dir(dir)?;
         }
-        let mut reports = Vec::with_capacity(methods.len());
+        let mut reports: Vec<Report> = Vec::with_capacity(methods.len());
         for &method in methods {
-            let outcome = self.train_method(method, data)?;
-            if let Some(dir) = out {
-                self.save(
-                    &dir.join(method.name()),
-                    &outcome.report,
-                    Some(&outcome.model),
-                )?;
-            }
-            on_report(&outcome.report);
-            reports.push(outcome.report);
+            let run = || -> Result<Report, RunError> {
+                let dir = self.checkpoints.as_ref().map(|c| c.dir.join(method.name()));
+                let outcome = self.train_method(method, data, dir.as_deref())?;
+                if let Some(dir) = out {
+                    self.save(
+                        &dir.join(method.name()),
+                        &outcome.report,
+                        Some(&outcome.model),
+                    )?;
+                }
+                Ok(outcome.report)
+            };
+            let report = run().map_err(|e| RunError::Comparison {
+                failed: method.name().to_string(),
+                kept: reports
+                    .iter()
+                    .map(|r| r.method.name().to_string())
+                    .collect(),
+                source: Box::new(e),
+            })?;
+            on_report(&report);
+            reports.push(report);
         }
         if let Some(dir) = out {
             let json = serde_json::to_vec_pretty(&reports).map_err(|e| RunError::write(dir, e))?;
@@ -515,10 +765,13 @@ impl<T: Task> Runner<T> {
         Ok(reports)
     }
 
-    /// Writes `report.json`, the plot (`curve.png`, `curve.svg`) and, with a
-    /// model, its adapter checkpoint (`adapter.bpk`: the adapters and the
-    /// task's trainable modules, not the frozen base) into `dir`, each file
-    /// atomically. Creates `dir` if needed.
+    /// Writes a run into `dir`: with a model, its adapter checkpoint
+    /// (`adapter.safetensors`: the adapters and the task's trainable modules,
+    /// not the frozen base, with metadata saying what they were trained
+    /// with), `report.json`, the plot (`curve.png`, `curve.svg`), and last
+    /// `manifest.json` with the sha256 of each. Every file is written
+    /// atomically; a save interrupted midway leaves no manifest, or one the
+    /// files no longer match, and [`Runner::evaluate_saved`] refuses it.
     pub fn save(
         &self,
         dir: &Path,
@@ -526,15 +779,27 @@ impl<T: Task> Runner<T> {
         model: Option<&T::Model>,
     ) -> Result<(), RunError> {
         create_dir(dir)?;
+        clear_manifest(dir).map_err(|e| RunError::write(dir, e))?;
+        let mut files = Vec::new();
         if let Some(model) = model {
             let path = dir.join(ADAPTER_FILE);
-            save_adapter(model.clone(), &path, &self.task.trainable_modules())
-                .map_err(|e| RunError::write(&path, e))?;
+            let meta = self.adapter_meta(&report.config.train, model, report.task_info.clone());
+            save_adapter(model.clone(), &path, &meta).map_err(|e| RunError::write(&path, e))?;
+            files.push(ADAPTER_FILE);
         }
         let json = serde_json::to_vec_pretty(report).map_err(|e| RunError::write(dir, e))?;
         let path = dir.join(REPORT_FILE);
         write_atomic(&path, &json).map_err(|e| RunError::write(&path, e))?;
-        save_plots(dir, std::slice::from_ref(report))
+        files.push(REPORT_FILE);
+        save_plots(dir, std::slice::from_ref(report))?;
+        files.extend(["curve.png", "curve.svg"]);
+        write_manifest(dir, &files).map_err(|e| RunError::write(dir, e))?;
+        // The run is saved: its training checkpoints are no longer needed.
+        let training = dir.join(TRAINING_DIR);
+        if training.is_dir() {
+            std::fs::remove_dir_all(&training).map_err(|e| RunError::write(&training, e))?;
+        }
+        Ok(())
     }
 }
 
@@ -555,7 +820,14 @@ pub fn save_plots(dir: &Path, reports: &[Report]) -> Result<(), RunError> {
         let path = dir.join(format!("curve.{ext}"));
         let tmp = dir.join(format!(".curve.tmp-{}.{ext}", std::process::id()));
         crate::plot::plot_reports(reports, &tmp).map_err(|e| RunError::write(&path, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| RunError::write(&path, e))?;
+        let durable = std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .and_then(|_| sync_parent(&path));
+        if let Err(e) = durable {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(RunError::write(&path, e));
+        }
     }
     Ok(())
 }

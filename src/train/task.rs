@@ -56,6 +56,19 @@ pub trait Task {
         Map::new()
     }
 
+    /// A fingerprint of the base model (e.g. the sha256 of its `config.json`),
+    /// saved with an adapter and compared when the adapter is loaded.
+    fn base_model(&self) -> Option<String> {
+        None
+    }
+
+    /// What the task learned from its data that a trained adapter depends on
+    /// (e.g. `{"labels": [...]}`): recorded in the report and the adapter's
+    /// metadata, and compared when a saved adapter is loaded.
+    fn describe(&self, _meta: &Self::Meta) -> Map<String, Value> {
+        Map::new()
+    }
+
     /// The adapter targets used when the run names none (PEFT's
     /// `target_modules`, matched against the model's module paths).
     fn default_targets(&self) -> Vec<String> {

@@ -9,4 +9,4 @@ mod task;
 pub use bench::{RtBench, RtBenchResult};
 pub use config::{ClassifyConfig, RT_DATA_FILE};
 pub use model::SequenceClassifier;
-pub use task::ClassifyTask;
+pub use task::{ClassLabels, ClassifyTask};

@@ -8,11 +8,35 @@ use crate::data::{
     Column, CsvSpec, DataError, SplitRule, TextBatcher, TextClassificationData, TextExample,
     TextTokenizer, TokenizedExample,
 };
+use crate::io::manifest::sha256_hex;
 use crate::models::LoadError;
-use crate::models::bert::{BertEncoder, DEFAULT_TARGETS};
+use crate::models::bert::{BertConfig, BertEncoder, DEFAULT_TARGETS};
 use crate::train::{RunError, Setting, Task, TaskData};
 use burn::prelude::*;
 use serde_json::{Map, Value};
+
+/// What the classifier learns from its data: the label names (label id =
+/// position) and how many rows other labels cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassLabels {
+    /// The label names, in label-id order.
+    pub names: Vec<String>,
+    /// Rows dropped because their label is not in the label set.
+    pub dropped: usize,
+}
+
+impl ClassLabels {
+    /// Rows per label (in label-id order) of `examples`.
+    pub fn counts(&self, examples: &[TokenizedExample]) -> Vec<usize> {
+        let mut counts = vec![0; self.names.len()];
+        for e in examples {
+            if let Some(c) = counts.get_mut(e.label) {
+                *c += 1;
+            }
+        }
+        counts
+    }
+}
 
 /// Fine-tuning a Hugging Face BERT encoder with adapters for sequence
 /// classification: mean pooling over tokens and a `Linear(d, classes)` head
@@ -68,9 +92,10 @@ impl ClassifyTask {
                 role: Column::Label,
                 ..
             } => "label_col",
-            DataError::EmptyLabels | DataError::BadLabels { .. } | DataError::NoRows { .. } => {
-                "labels"
-            }
+            DataError::EmptyLabels
+            | DataError::BadLabels { .. }
+            | DataError::NoRows { .. }
+            | DataError::LabelWithoutRows { .. } => "labels",
             DataError::TooFewRows { split: "train", .. } => "train_n",
             DataError::TooFewRows { .. } => "test_n",
             DataError::BadSplit(_) => "test_every",
@@ -97,8 +122,7 @@ fn load_error(e: LoadError) -> RunError {
 
 impl Task for ClassifyTask {
     type Item = TokenizedExample;
-    /// The label names (label id = position).
-    type Meta = Vec<String>;
+    type Meta = ClassLabels;
     type Model = SequenceClassifier;
     type Batcher = TextBatcher;
 
@@ -111,6 +135,19 @@ impl Task for ClassifyTask {
             Ok(Value::Object(map)) => map,
             _ => Map::new(),
         }
+    }
+
+    fn base_model(&self) -> Option<String> {
+        std::fs::read(self.config.model.join("config.json"))
+            .ok()
+            .map(|bytes| sha256_hex(&bytes))
+    }
+
+    /// The label names, in label-id order.
+    fn describe(&self, labels: &ClassLabels) -> Map<String, Value> {
+        let mut map = Map::new();
+        map.insert("labels".into(), labels.names.clone().into());
+        map
     }
 
     fn default_targets(&self) -> Vec<String> {
@@ -152,8 +189,18 @@ impl Task for ClassifyTask {
         Ok(())
     }
 
-    fn prepare(&self) -> Result<TaskData<TokenizedExample, Vec<String>>, RunError> {
+    fn prepare(&self) -> Result<TaskData<TokenizedExample, ClassLabels>, RunError> {
         let c = &self.config;
+        let bert = BertConfig::from_file(&c.model.join("config.json")).map_err(load_error)?;
+        if c.max_len > bert.max_position_embeddings {
+            return Err(RunError::invalid(
+                Setting::Task("max_len"),
+                format!(
+                    "{} tokens exceed the model's max_position_embeddings = {}",
+                    c.max_len, bert.max_position_embeddings
+                ),
+            ));
+        }
         let spec = CsvSpec {
             text_col: c.text_col.clone(),
             label_col: c.label_col.clone(),
@@ -176,10 +223,28 @@ impl Task for ClassifyTask {
                 })
                 .collect())
         };
+        let (train, test) = (tokenize(&data.train)?, tokenize(&data.test)?);
+        if let Some(id) = train
+            .iter()
+            .chain(&test)
+            .flat_map(|e| e.ids.iter().copied())
+            .find(|&id| id as usize >= bert.vocab_size)
+        {
+            return Err(RunError::invalid(
+                Setting::Task("model"),
+                format!(
+                    "tokenizer.json produced token id {id}, but config.json's vocab_size is {}: the tokenizer is not the model's",
+                    bert.vocab_size
+                ),
+            ));
+        }
         Ok(TaskData {
-            train: tokenize(&data.train)?,
-            test: tokenize(&data.test)?,
-            meta: data.labels,
+            train,
+            test,
+            meta: ClassLabels {
+                names: data.labels,
+                dropped: data.dropped,
+            },
         })
     }
 
@@ -189,7 +254,7 @@ impl Task for ClassifyTask {
 
     fn build_model(
         &self,
-        labels: &Vec<String>,
+        labels: &ClassLabels,
         injection: &Injection,
         device: &Device,
     ) -> Result<SequenceClassifier, RunError> {
@@ -203,7 +268,7 @@ impl Task for ClassifyTask {
         Ok(SequenceClassifier::new(
             encoder,
             bert.hidden_size,
-            labels.len(),
+            labels.names.len(),
             device,
         ))
     }
