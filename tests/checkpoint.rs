@@ -1,7 +1,8 @@
 //! Adapter checkpoints: exactly the adapter state and the task's trainable
 //! modules on disk, with metadata; identical outputs after a round trip; a
 //! distinct typed error for each way a file can be wrong; run directories
-//! tied together by their manifest; old `adapter.bpk` files still load.
+//! tied together by their manifest; old `adapter.bpk` files still load; a
+//! merged model gives the adapter's outputs at rank k.
 
 mod common;
 
@@ -9,9 +10,10 @@ use burn::module::Module;
 use burn::prelude::*;
 use matryoshka_lora::io::checkpoint::state_group;
 use matryoshka_lora::io::{
-    ADAPTER_FILE, AdapterMeta, CheckpointError, LEGACY_ADAPTER_FILE, REPORT_FILE, checkpoint_names,
-    load_adapter, read_meta, save_adapter,
+    ADAPTER_FILE, AdapterMeta, CheckpointError, LEGACY_ADAPTER_FILE, REPORT_FILE,
+    TASK_MODULES_FILE, checkpoint_names, load_adapter, merge_adapter, read_meta, save_adapter,
 };
+use matryoshka_lora::models::bert::BertEncoder;
 use matryoshka_lora::tasks::classify::{
     ClassLabels, ClassifyConfig, ClassifyTask, SequenceClassifier,
 };
@@ -55,17 +57,23 @@ fn meta(runner: &Runner<ClassifyTask>, model: &SequenceClassifier) -> AdapterMet
     runner.adapter_meta(runner.config(), model, runner.task().describe(&labels()))
 }
 
-/// Outputs of `model` at every rank on a fixed batch of real tokens.
-fn outputs(model: &SequenceClassifier) -> Vec<Vec<f32>> {
-    let device = matryoshka_lora::cpu_device();
+/// A fixed batch of real tokens: ids and mask `[2, 4]`.
+fn tokens(device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
     let ids = Tensor::<2, Int>::from_data(
         TensorData::new(vec![101i64, 2307, 3185, 102, 101, 6659, 102, 0], [2, 4]),
-        &device,
+        device,
     );
     let mask = Tensor::<2, Int>::from_data(
         TensorData::new(vec![1i64, 1, 1, 1, 1, 1, 1, 0], [2, 4]),
-        &device,
+        device,
     );
+    (ids, mask)
+}
+
+/// Outputs of `model` at every rank on [`tokens`].
+fn outputs(model: &SequenceClassifier) -> Vec<Vec<f32>> {
+    let device = matryoshka_lora::cpu_device();
+    let (ids, mask) = tokens(&device);
     [1, 2, 4, 8]
         .into_iter()
         .map(|k| {
@@ -113,7 +121,7 @@ fn classifier_checkpoint_holds_adapters_and_head_with_metadata_and_round_trips()
     let config = TrainConfig::default().with_max_rank(8).unwrap();
     let (runner, model) = classifier(config.clone());
     // B starts at 0: give the adapters and the head values worth checking.
-    let model = model.map(&mut Perturb::default());
+    let model = model.map(&mut common::Perturb::default());
     let path = dir.join(ADAPTER_FILE);
     save_adapter(model.clone(), &path, &meta(&runner, &model)).unwrap();
 
@@ -245,44 +253,6 @@ fn classifier_checkpoint_holds_adapters_and_head_with_metadata_and_round_trips()
     );
 }
 
-/// Adds a deterministic offset to every adapter factor and head parameter.
-#[derive(Default)]
-struct Perturb {
-    path: Vec<String>,
-}
-
-impl burn::module::ModuleMapper for Perturb {
-    fn enter_module(&mut self, name: &str, _container: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container: &str) {
-        self.path.pop();
-    }
-
-    fn map_float<const D: usize>(
-        &mut self,
-        param: burn::module::Param<Tensor<D>>,
-    ) -> burn::module::Param<Tensor<D>> {
-        let last = self.path.last().map(String::as_str);
-        let trained = matches!(last, Some("lora_a" | "lora_b"))
-            || self.path.first().is_some_and(|p| p == "head");
-        if !trained {
-            return param;
-        }
-        param.map(|t| {
-            let shape = t.shape();
-            let n = shape.num_elements();
-            let ramp = Tensor::<1, Int>::arange(0..n as i64, &t.device())
-                .float()
-                .mul_scalar(1e-3)
-                .sin()
-                .reshape(shape);
-            t + ramp
-        })
-    }
-}
-
 #[test]
 fn a_saved_run_is_refused_when_its_files_do_not_match_and_legacy_runs_load() {
     let dir = common::temp_dir("ckpt-run");
@@ -334,4 +304,34 @@ fn a_saved_run_is_refused_when_its_files_do_not_match_and_legacy_runs_load() {
     std::fs::create_dir_all(&empty).unwrap();
     let err: RunError = runner.evaluate_saved(&empty, &data).unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
+}
+
+#[test]
+fn a_merged_model_gives_the_adapters_outputs_at_rank_k() {
+    let dir = common::temp_dir("ckpt-merge");
+    let config = TrainConfig::default().with_max_rank(8).unwrap();
+    let (runner, model) = classifier(config);
+    let model = model.map(&mut common::Perturb::default());
+    let adapter = dir.join(ADAPTER_FILE);
+    save_adapter(model.clone(), &adapter, &meta(&runner, &model)).unwrap();
+    let merged = dir.join("merged");
+    let summary = merge_adapter(&common::assets_dir(), &adapter, 4, &merged).unwrap();
+    assert_eq!(summary.merged.len(), 6);
+    assert!(summary.copied.contains(&"config.json".to_string()));
+    assert!(summary.copied.contains(&"tokenizer.json".to_string()));
+
+    // the merged directory loads with the crate's loader, no adapters
+    let device = matryoshka_lora::cpu_device();
+    let (encoder, _) = BertEncoder::from_pretrained_with(&merged, Some(1), None, &device).unwrap();
+    let (ids, mask) = tokens(&device);
+    let at_4 = model.with_active_rank(ActiveRank::Rank(4)).unwrap();
+    let want = at_4.encoder.forward(ids.clone(), mask.clone());
+    let got = encoder.forward(ids, mask);
+    let diff = (want - got).abs().max().into_scalar::<f32>();
+    println!("merged at rank 4 vs adapter at rank 4: max |diff| of hidden states {diff:e}");
+    assert!(diff < 1e-4, "{diff}");
+    // and the head is beside it
+    let task_modules =
+        matryoshka_lora::models::WeightFiles::open(&merged.join(TASK_MODULES_FILE)).unwrap();
+    assert_eq!(task_modules.names(), ["head.bias", "head.weight"]);
 }

@@ -62,7 +62,35 @@ fn bad_input_exits_2_with_a_one_line_error_and_writes_nothing() {
     )
     .unwrap();
     let tiny = tiny_csv.display().to_string();
+    // model directories that differ from the real one in config.json only
+    let variant = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| -> String {
+        let assets = common::assets_dir();
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for f in ["model.safetensors", "tokenizer.json", "vocab.txt"] {
+            std::os::unix::fs::symlink(assets.join(f), d.join(f)).unwrap();
+        }
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(assets.join("config.json")).unwrap())
+                .unwrap();
+        edit(&mut config);
+        std::fs::write(d.join("config.json"), config.to_string()).unwrap();
+        d.display().to_string()
+    };
+    let roberta = variant("roberta", &|c| c["model_type"] = "roberta".into());
+    let small_vocab = variant("small-vocab", &|c| c["vocab_size"] = 1000.into());
+    let rt = common::rt_csv().display().to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--labels", "rotten,fresh,stale"], "--labels"),
+        (
+            vec!["--data", &rt, "--labels", "rotten,fresh,stale"],
+            "--labels",
+        ),
+        (vec!["--max-len", "600"], "--max-len"),
+        (vec!["--model", &roberta, "--data", &rt], "--model"),
+        (vec!["--model", &small_vocab, "--data", &rt], "--model"),
+        (vec!["--weight-decay=-1"], "--weight-decay"),
+        (vec!["--checkpoint-every", "0"], "--checkpoint-every"),
         (vec!["--method", "lorax"], "--method"),
         (vec!["--ranks", "1,2,64"], "--rank"),
         (vec!["--data", "/nonexistent/data.csv"], "--data"),
@@ -301,4 +329,142 @@ fn ctrl_c_leaves_a_checkpoint_that_train_resume_continues() {
         .unwrap();
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+}
+
+#[test]
+fn import_eval_train_from_export_and_merge() {
+    let dir = common::temp_dir("cli-artifacts");
+    let assets = common::assets_dir().display().to_string();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/peft");
+    let imported = dir.join("imported");
+    let report = json_of(
+        mlora()
+            .args(["import", "--peft", &fixture.display().to_string()])
+            .args(["--out", &imported.display().to_string(), "--model", &assets])
+            .args(["--train-n", "64", "--test-n", "48", "--json"]),
+    );
+    assert_eq!(report["max_rank"], 4);
+    assert_eq!(report["ranks"], serde_json::json!([1, 2, 4]));
+    assert_eq!(report["train_steps"], 0);
+    // the imported run evaluates like any saved run
+    let evaluated = json_of(
+        mlora()
+            .args(["eval", "--adapter", &imported.display().to_string()])
+            .arg("--json"),
+    );
+    assert_eq!(evaluated["accuracy"], report["accuracy"]);
+
+    // further MatryoshkaLoRA training from it
+    let trained = dir.join("trained");
+    let (code, stderr) = train(
+        &trained,
+        &[
+            "--layers",
+            "6",
+            "--targets",
+            "query,value,intermediate.dense",
+            "--init-adapter",
+            &imported.display().to_string(),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    // from an adapter of another rank: refused, naming the flag
+    let (code, stderr) = train(
+        &dir.join("wrong"),
+        &[
+            "--layers",
+            "6",
+            "--rank",
+            "8",
+            "--targets",
+            "query,value,intermediate.dense",
+            "--init-adapter",
+            &imported.display().to_string(),
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--init-adapter"), "{stderr}");
+
+    let peft = dir.join("peft");
+    let exported = json_of(
+        mlora()
+            .args(["export", "--adapter", &trained.display().to_string()])
+            .args([
+                "--rank",
+                "2",
+                "--peft",
+                &peft.display().to_string(),
+                "--json",
+            ]),
+    );
+    assert_eq!(exported["config"]["r"], 2);
+    assert_eq!(exported["config"]["use_rslora"], true);
+    for f in ["adapter_config.json", "adapter_model.safetensors"] {
+        assert!(peft.join(f).is_file(), "{f}");
+    }
+    let merged = dir.join("merged");
+    let summary = json_of(
+        mlora()
+            .args(["merge", "--adapter", &trained.display().to_string()])
+            .args([
+                "--rank",
+                "2",
+                "--out",
+                &merged.display().to_string(),
+                "--json",
+            ]),
+    );
+    assert_eq!(summary["merged"].as_array().map(|m| m.len()), Some(18));
+    for f in ["model.safetensors", "config.json", "tokenizer.json"] {
+        assert!(merged.join(f).is_file(), "{f}");
+    }
+
+    // bad input: one line naming the flag, exit 2
+    for (args, flag) in [
+        (
+            vec!["merge", "--adapter", "X", "--rank", "9", "--out", "Y"],
+            "--rank",
+        ),
+        (
+            vec!["export", "--adapter", "X", "--rank", "0", "--peft", "Y"],
+            "--rank",
+        ),
+        (
+            vec!["import", "--peft", "/nonexistent", "--out", "Y"],
+            "--peft",
+        ),
+    ] {
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| match *a {
+                "X" => trained.display().to_string(),
+                "Y" => dir.join("never").display().to_string(),
+                other => other.to_string(),
+            })
+            .collect();
+        let output = mlora().args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+    assert!(!dir.join("never").exists());
+}
+
+#[test]
+fn labels_are_trimmed() {
+    let dir = common::temp_dir("cli-labels");
+    let out = dir.join("run");
+    let (code, stderr) = train(&out, &["--labels", "rotten, fresh"]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["config"]["labels"],
+        serde_json::json!(["rotten", "fresh"])
+    );
+    assert_eq!(
+        report["task_info"]["labels"],
+        serde_json::json!(["rotten", "fresh"])
+    );
 }

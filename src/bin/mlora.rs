@@ -8,7 +8,10 @@ use burn::train::Interrupter;
 use clap::{Args, Parser, Subcommand};
 use matryoshka_lora::BackendKind;
 use matryoshka_lora::data::TokenizedExample;
-use matryoshka_lora::io::{REPORT_FILE, ensure_writable_dir};
+use matryoshka_lora::io::{
+    ADAPTER_FILE, MergeError, PeftError, REPORT_FILE, ensure_writable_dir, export_peft,
+    merge_adapter, read_meta, read_peft,
+};
 use matryoshka_lora::report::{Report, RunConfig};
 use matryoshka_lora::tasks::classify::{ClassLabels, ClassifyConfig, ClassifyTask, RtBench};
 use matryoshka_lora::train::{
@@ -76,6 +79,67 @@ enum Command {
         #[command(flatten)]
         out: OutArgs,
     },
+    /// Merge a saved adapter at rank k into its base model: a complete Hugging
+    /// Face model directory (weights `W + s(k) A[:, :k] B[:k]`, dtypes kept).
+    Merge {
+        /// Directory written by `mlora train --out`.
+        #[arg(long)]
+        adapter: PathBuf,
+        /// The rank to merge.
+        #[arg(long)]
+        rank: usize,
+        /// The merged model's directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// The base model [default: the one the adapter was trained on].
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[command(flatten)]
+        print: PrintArgs,
+    },
+    /// Export a saved adapter at rank k as a Hugging Face PEFT LoRA adapter
+    /// (adapter_config.json + adapter_model.safetensors).
+    Export {
+        /// Directory written by `mlora train --out`.
+        #[arg(long)]
+        adapter: PathBuf,
+        /// The rank to export (PEFT's r).
+        #[arg(long)]
+        rank: usize,
+        /// The PEFT adapter's directory.
+        #[arg(long)]
+        peft: PathBuf,
+        /// `base_model_name_or_path` to record [default: the model the adapter was trained on].
+        #[arg(long)]
+        base_model: Option<String>,
+        #[command(flatten)]
+        print: PrintArgs,
+    },
+    /// Import a Hugging Face PEFT LoRA adapter: evaluate it at every nested rank
+    /// and save it as a run (a starting point: `train --init-adapter DIR`).
+    Import {
+        /// The PEFT adapter's directory.
+        #[arg(long)]
+        peft: PathBuf,
+        /// The run's directory (adapter, report, plot).
+        #[arg(long)]
+        out: PathBuf,
+        /// Model (default: the PEFT adapter's base_model_name_or_path when it is a
+        /// directory, else assets) and data (default: the Rotten Tomatoes file in it).
+        #[command(flatten)]
+        data: EvalDataArgs,
+        /// The method of further training from it (sets P).
+        #[arg(long, default_value_t = DEFAULTS.method)]
+        method: TrainMethod,
+        /// The scaling rule of the imported adapter's nested ranks.
+        #[arg(long, default_value_t = DEFAULTS.scaling)]
+        scaling: Scaling,
+        /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
+        #[arg(long, default_value_t = DEFAULTS.backend)]
+        backend: BackendKind,
+        #[command(flatten)]
+        print: PrintArgs,
+    },
     /// Speed benchmarks (BENCHMARKS.md has the commands and figures).
     Bench {
         #[command(subcommand)]
@@ -89,6 +153,8 @@ enum Command {
         /// Output .png or .svg.
         #[arg(short, long)]
         output: PathBuf,
+        #[command(flatten)]
+        print: PrintArgs,
     },
 }
 
@@ -123,9 +189,8 @@ struct BenchRtArgs {
     /// Keep only the first N encoder layers.
     #[arg(long)]
     layers: Option<usize>,
-    /// Print the result as JSON on stdout.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    print: PrintArgs,
 }
 
 /// The data flags of `train` and `compare`.
@@ -242,10 +307,14 @@ struct RunArgs {
     /// so an interrupted run loses at most N steps (`train --resume DIR`).
     #[arg(long, value_name = "N")]
     checkpoint_every: Option<usize>,
+    /// Start from the factors (and head) of a saved adapter, e.g. one made by
+    /// `mlora import` (same rank and targets); P is this run's method's.
+    #[arg(long, value_name = "DIR")]
+    init_adapter: Option<PathBuf>,
 }
 
 /// The flags that shape a run, which `--resume` takes from the run itself.
-const RUN_FLAGS: [&str; 28] = [
+const RUN_FLAGS: [&str; 29] = [
     "model",
     "data",
     "test_data",
@@ -273,6 +342,7 @@ const RUN_FLAGS: [&str; 28] = [
     "seed",
     "backend",
     "checkpoint_every",
+    "init_adapter",
     "out",
 ];
 
@@ -337,6 +407,8 @@ fn flag(setting: Setting) -> &'static str {
             "max_len" => "--max-len",
             "layers" => "--layers",
             "adapter" => "--adapter",
+            "peft" => "--peft",
+            "init_adapter" => "--init-adapter",
             other => other,
         },
     }
@@ -437,7 +509,10 @@ impl RunArgs {
             return Err(bad("--checkpoint-every", "must be at least 1"));
         }
         let (task, train) = self.settings()?;
-        let runner = Runner::new(ClassifyTask::new(task), train)?.quiet(quiet);
+        let mut runner = Runner::new(ClassifyTask::new(task), train)?.quiet(quiet);
+        if let Some(init) = &self.init_adapter {
+            runner = runner.init_from(adapter_file(init));
+        }
         Ok(match out {
             Some(dir) => runner.checkpoint_into(dir, self.checkpoint_every),
             None => runner,
@@ -448,6 +523,18 @@ impl RunArgs {
 impl PrintArgs {
     fn quiet_progress(&self) -> bool {
         self.quiet || self.json
+    }
+
+    /// `json` on stdout with `--json`, else the line `text` unless `--quiet`.
+    fn emit(&self, json: impl serde::Serialize, text: impl FnOnce() -> String) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json).unwrap_or_default()
+            );
+        } else if !self.quiet {
+            println!("{}", text());
+        }
     }
 
     fn print(&self, reports: &[Report]) {
@@ -727,6 +814,153 @@ fn eval_cmd(
     Ok(())
 }
 
+/// The adapter file of a run directory (or the file itself).
+fn adapter_file(dir: &Path) -> PathBuf {
+    if dir.is_dir() {
+        dir.join(ADAPTER_FILE)
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// The base model of a saved adapter, unless `model` names one.
+fn base_model(adapter: &Path, model: Option<PathBuf>) -> Result<PathBuf, Failure> {
+    if let Some(model) = model {
+        return Ok(model);
+    }
+    let meta = read_meta(adapter).map_err(|e| bad("--adapter", e))?;
+    meta.config["model"]
+        .as_str()
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            bad(
+                "--model",
+                "the adapter does not say which model it was trained on: give --model",
+            )
+        })
+}
+
+fn merge_cmd(
+    adapter: PathBuf,
+    rank: usize,
+    out: PathBuf,
+    model: Option<PathBuf>,
+    print: PrintArgs,
+) -> Result<(), Failure> {
+    let file = adapter_file(&adapter);
+    let model = base_model(&file, model)?;
+    let summary = merge_adapter(&model, &file, rank, &out).map_err(|e| match e {
+        MergeError::Rank { .. } => bad("--rank", e),
+        MergeError::IntoBase(_) => bad("--out", e),
+        MergeError::Adapter(_) => bad("--adapter", e),
+        MergeError::Model(_) | MergeError::MissingWeight { .. } | MergeError::Shape { .. } => {
+            bad("--model", e)
+        }
+        other => Failure {
+            code: 1,
+            message: other.to_string(),
+        },
+    })?;
+    let json = serde_json::json!({
+        "rank": summary.rank,
+        "scale": summary.scale,
+        "merged": summary.merged,
+        "weight_files": summary.weight_files,
+        "copied": summary.copied,
+        "out": out,
+    });
+    print.emit(json, || {
+        format!(
+            "merged {} weights at rank {} (scale {:.4}) into {}",
+            summary.merged.len(),
+            summary.rank,
+            summary.scale,
+            out.display()
+        )
+    });
+    Ok(())
+}
+
+fn export_cmd(
+    adapter: PathBuf,
+    rank: usize,
+    peft: PathBuf,
+    base_model: Option<String>,
+    print: PrintArgs,
+) -> Result<(), Failure> {
+    let file = adapter_file(&adapter);
+    let export = export_peft(&file, rank, &peft, base_model.as_deref()).map_err(|e| match e {
+        PeftError::Rank { .. } => bad("--rank", e),
+        PeftError::Adapter(_) | PeftError::Invalid { .. } => bad("--adapter", e),
+        other => Failure {
+            code: 1,
+            message: other.to_string(),
+        },
+    })?;
+    let json = serde_json::json!({"peft": peft, "config": export.config, "keys": export.keys});
+    print.emit(json, || {
+        format!(
+            "exported rank {} (scale {:.4}) of {} modules to {}",
+            export.config.r,
+            export.config.scale(),
+            export.keys.len() / 2,
+            peft.display()
+        )
+    });
+    Ok(())
+}
+
+fn import_cmd(
+    peft_dir: PathBuf,
+    out: PathBuf,
+    data_args: EvalDataArgs,
+    method: TrainMethod,
+    scaling: Scaling,
+    backend: BackendKind,
+    print: PrintArgs,
+) -> Result<(), Failure> {
+    let peft = read_peft(&peft_dir).map_err(|e| bad("--peft", e))?;
+    let model = data_args.model.unwrap_or_else(|| {
+        peft.config
+            .base_model_name_or_path
+            .as_ref()
+            .map(PathBuf::from)
+            .filter(|p| p.is_dir())
+            .unwrap_or_else(|| PathBuf::from("assets"))
+    });
+    let mut task = ClassifyConfig::new(&model, data_args.data);
+    data_args.rest.apply(&mut task);
+    let r = peft.config.r;
+    let train = TrainConfig {
+        targets: Some(peft.targets()),
+        method,
+        rank: r,
+        ranks: RankSet::powers_of_two(r)
+            .map_err(|e| bad("--peft", e))?
+            .ranks()
+            .to_vec(),
+        scaling,
+        backend,
+        ..TrainConfig::default()
+    };
+    let runner = Runner::new(ClassifyTask::new(task), train)?.quiet(print.quiet_progress());
+    let out_args = OutArgs {
+        out: Some(out.clone()),
+        print: print.clone(),
+    };
+    with_out(&out_args, || {
+        let data = runner.prepare()?;
+        if !print.quiet_progress() {
+            print_data(&data);
+        }
+        let imported = runner.import_peft(&peft, &data.meta)?;
+        let report = runner.evaluate(imported.clone(), &data)?;
+        runner.save(&out, &report, Some(&imported))?;
+        print.print(std::slice::from_ref(&report));
+        Ok(())
+    })
+}
+
 /// The saved settings `now` changes, one line each with the flag that changed it.
 fn overridden(saved: &RunConfig, now: &RunConfig) -> Vec<String> {
     let (Ok(serde_json::Value::Object(before)), Ok(serde_json::Value::Object(after))) =
@@ -761,13 +995,8 @@ fn bench_rt_cmd(args: BenchRtArgs) -> Result<(), Failure> {
         layers: args.layers,
     }
     .run()?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&result).unwrap_or_default()
-        );
-    } else {
-        println!(
+    args.print.emit(&result, || {
+        format!(
             "rt {} on {}: {:.1} ms/step ({} steps after {} warm-up), eval of {} rows at {} ranks {:.2} s, peak RSS {:.0} MiB",
             result.method,
             result.backend,
@@ -778,17 +1007,22 @@ fn bench_rt_cmd(args: BenchRtArgs) -> Result<(), Failure> {
             result.ranks.len(),
             result.eval_seconds,
             result.peak_rss_mb
-        );
-    }
+        )
+    });
     Ok(())
 }
 
-fn plot_cmd(paths: Vec<PathBuf>, output: PathBuf) -> Result<(), Failure> {
+fn plot_cmd(paths: Vec<PathBuf>, output: PathBuf, print: PrintArgs) -> Result<(), Failure> {
     let mut reports = Vec::new();
     for p in &paths {
         reports.extend(Report::read_many(p).map_err(|e| bad("REPORTS", e))?);
     }
-    matryoshka_lora::plot::plot_reports(&reports, &output).map_err(|e| bad("-o", e))
+    matryoshka_lora::plot::plot_reports(&reports, &output).map_err(|e| bad("-o", e))?;
+    let json = serde_json::json!({"output": output, "reports": reports.len()});
+    print.emit(json, || {
+        format!("plotted {} runs to {}", reports.len(), output.display())
+    });
+    Ok(())
 }
 
 /// A clap error as one line: its message without the usage hint.
@@ -826,7 +1060,34 @@ fn main() -> ExitCode {
         Command::Bench {
             which: BenchCommand::Rt(args),
         } => bench_rt_cmd(args),
-        Command::Plot { reports, output } => plot_cmd(reports, output),
+        Command::Merge {
+            adapter,
+            rank,
+            out,
+            model,
+            print,
+        } => merge_cmd(adapter, rank, out, model, print),
+        Command::Export {
+            adapter,
+            rank,
+            peft,
+            base_model,
+            print,
+        } => export_cmd(adapter, rank, peft, base_model, print),
+        Command::Import {
+            peft,
+            out,
+            data,
+            method,
+            scaling,
+            backend,
+            print,
+        } => import_cmd(peft, out, data, method, scaling, backend, print),
+        Command::Plot {
+            reports,
+            output,
+            print,
+        } => plot_cmd(reports, output, print),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

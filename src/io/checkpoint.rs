@@ -355,6 +355,30 @@ pub fn load_adapter<M: Module>(
     apply(model, &mut store, path, &saved.trainable_modules)
 }
 
+/// Loads only the trainable state (every adapter's `A` and `B`, and the
+/// parameters of `modules`) from the safetensors `bytes` (named as the
+/// crate saves adapters) into `model`, leaving its `P` and other constants
+/// as they are: a starting point for training with another method, or an
+/// imported adapter. Every `A`, `B` and module tensor of the model must be
+/// there with its shape; other tensors are ignored. `source` names the data
+/// in errors.
+pub fn load_trainable<M: Module>(
+    model: M,
+    bytes: Vec<u8>,
+    source: &Path,
+    modules: &[String],
+) -> Result<M, CheckpointError> {
+    let mut patterns = vec![r"(^|\.)(lora_a|lora_b)$".to_string()];
+    patterns.extend(state_patterns(modules).split_off(1));
+    let filter = PathFilter::new().with_regexes(patterns);
+    let mut store = SafetensorsStore::from_bytes(Some(bytes))
+        .allow_partial(true)
+        .filter(filter.clone());
+    // The file may hold other tensors (P, constants): they are not used.
+    let (model, _unused) = load_selected(model, &mut store, source, &filter)?;
+    Ok(model)
+}
+
 /// Loads a checkpoint written by earlier versions (`adapter.bpk`, burnpack,
 /// no metadata) into `model`: tensors must match as in [`load_adapter`].
 pub fn load_legacy_adapter<M: Module>(
@@ -370,26 +394,24 @@ pub fn load_legacy_adapter<M: Module>(
     apply(model, &mut store, path, modules)
 }
 
-fn apply<M: Module, S: ModuleStore>(
+/// Loads the tensors of `store` that `filter` selects into `model`: every
+/// selected parameter of the model must be there with its shape. Returns the
+/// model and the store's tensors no parameter took.
+fn load_selected<M: Module, S: ModuleStore>(
     model: M,
     store: &mut S,
     path: &Path,
-    modules: &[String],
-) -> Result<M, CheckpointError> {
-    let filter = state_filter(modules);
+    filter: &PathFilter,
+) -> Result<(M, Vec<String>), CheckpointError> {
     let mut model = model;
-    let result = model
-        .load_from(store)
-        .map_err(|e| CheckpointError::WrongShapes {
-            path: path.to_path_buf(),
-            details: e.to_string(),
-        })?;
+    let wrong = |details: String| CheckpointError::WrongShapes {
+        path: path.to_path_buf(),
+        details,
+    };
+    let result = model.load_from(store).map_err(|e| wrong(e.to_string()))?;
     if !result.errors.is_empty() {
         let details: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
-        return Err(CheckpointError::WrongShapes {
-            path: path.to_path_buf(),
-            details: details.join("; "),
-        });
+        return Err(wrong(details.join("; ")));
     }
     // burn-store lists every absent parameter, selected or not.
     let missing: Vec<String> = result
@@ -404,10 +426,20 @@ fn apply<M: Module, S: ModuleStore>(
             names: missing,
         });
     }
-    if !result.unused.is_empty() {
+    Ok((model, result.unused))
+}
+
+fn apply<M: Module, S: ModuleStore>(
+    model: M,
+    store: &mut S,
+    path: &Path,
+    modules: &[String],
+) -> Result<M, CheckpointError> {
+    let (model, unused) = load_selected(model, store, path, &state_filter(modules))?;
+    if !unused.is_empty() {
         return Err(CheckpointError::UnexpectedTensors {
             path: path.to_path_buf(),
-            names: result.unused,
+            names: unused,
         });
     }
     // The active diagonals follow the loaded training `P`.

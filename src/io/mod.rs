@@ -5,6 +5,8 @@
 mod atomic;
 pub mod checkpoint;
 pub mod manifest;
+pub mod merge;
+pub mod peft;
 
 pub use atomic::{ensure_writable_dir, sync_parent, temp_path, write_atomic};
 pub use checkpoint::{
@@ -12,3 +14,5 @@ pub use checkpoint::{
     load_adapter, load_legacy_adapter, read_meta, save_adapter,
 };
 pub use manifest::{MANIFEST_FILE, Manifest, ManifestError, verify_manifest, write_manifest};
+pub use merge::{MergeError, MergeSummary, TASK_MODULES_FILE, merge_adapter};
+pub use peft::{PeftAdapter, PeftConfig, PeftError, PeftExport, export_peft, read_peft};

@@ -231,6 +231,12 @@ impl WeightFiles {
         self.index.keys().cloned().collect()
     }
 
+    /// The shape of the tensor `name`, if the checkpoint holds it.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        let &i = self.index.get(name)?;
+        self.files[i].info(name).map(|info| info.shape.clone())
+    }
+
     /// Whether the checkpoint holds `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.index.contains_key(name)

@@ -15,9 +15,10 @@ use super::timing::SplitTimes;
 use crate::adapter::{ActiveRank, AdaptedModule, Injection, RankSet, Targets, aurac_both};
 use crate::io::checkpoint::{
     ADAPTER_FILE, AdapterMeta, FORMAT_VERSION, LEGACY_ADAPTER_FILE, REPORT_FILE, adapter_group,
-    load_adapter, load_legacy_adapter, modules_group, save_adapter,
+    load_adapter, load_legacy_adapter, load_trainable, modules_group, save_adapter,
 };
 use crate::io::manifest::{clear_manifest, verify_manifest, write_manifest};
+use crate::io::peft::PeftAdapter;
 use crate::io::{sync_parent, write_atomic};
 use crate::report::{Report, RunConfig, peak_rss_mb, reset_peak_rss};
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
@@ -67,6 +68,7 @@ pub struct Runner<T: Task> {
     checkpoints: Option<CheckpointSettings>,
     step_limit: Option<usize>,
     interrupter: Interrupter,
+    init: Option<PathBuf>,
 }
 
 /// Where and how often a runner checkpoints, and whether it resumes.
@@ -137,6 +139,7 @@ impl<T: Task> Runner<T> {
             checkpoints: None,
             step_limit: None,
             interrupter: Interrupter::new(),
+            init: None,
         })
     }
 
@@ -173,6 +176,15 @@ impl<T: Task> Runner<T> {
     /// the last checkpoint): to train in parts, or to test resuming.
     pub fn stop_after(mut self, steps: usize) -> Self {
         self.step_limit = Some(steps);
+        self
+    }
+
+    /// Starts training from the `A`, `B` and trainable modules of a saved
+    /// adapter (an `adapter.safetensors`, e.g. one `mlora import` made from
+    /// PEFT) instead of fresh ones. Its rank and adapted modules must be this
+    /// run's; `P` is this run's method's.
+    pub fn init_from(mut self, adapter: impl Into<PathBuf>) -> Self {
+        self.init = Some(adapter.into());
         self
     }
 
@@ -347,6 +359,12 @@ impl<T: Task> Runner<T> {
             None => (None, None),
         };
         let start = resume_after.unwrap_or(0);
+        if let (Some(path), None) = (&self.init, resume_after) {
+            let init = Setting::Task("init_adapter");
+            let bytes = std::fs::read(path).map_err(|e| RunError::invalid(init, e))?;
+            model = load_trainable(model, bytes, path, &self.task.trainable_modules())
+                .map_err(|e| RunError::invalid(init, e))?;
+        }
         let scratch = Scratch::new();
         let logs = match &checkpoint_dir {
             Some(dir) => dir
@@ -622,6 +640,63 @@ impl<T: Task> Runner<T> {
             report.ms_per_step = saved.ms_per_step;
         }
         Ok((report, model))
+    }
+
+    /// The task's model carrying the PEFT LoRA adapter `peft` (factors in
+    /// this crate's layout, PEFT's scale folded into `B`; saved modules such
+    /// as a head loaded too), ready for per-rank evaluation or as a starting
+    /// point ([`Runner::save`] it, then [`Runner::init_from`]). The runner's
+    /// `R` must be the adapter's `r` and its targets the adapted modules
+    /// ([`PeftAdapter::targets`]).
+    pub fn import_peft(&self, peft: &PeftAdapter, meta: &T::Meta) -> Result<T::Model, RunError> {
+        let setting = Setting::Task("peft");
+        if self.config.rank != peft.config.r {
+            return Err(RunError::invalid(
+                Setting::Rank,
+                format!(
+                    "the PEFT adapter has rank r = {}; import it with R = {}",
+                    peft.config.r, peft.config.r
+                ),
+            ));
+        }
+        let device = self.device()?;
+        let model = self.build_model(meta, &device)?;
+        let names = self.names.lock().map(|n| n.clone()).unwrap_or_default();
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        for (path, id) in model.adapter_ids() {
+            let module = names.get(&id).cloned().unwrap_or_else(|| path.clone());
+            let (a, b) = peft.factors(&module, self.config.scaling).ok_or_else(|| {
+                RunError::invalid(
+                    setting,
+                    format!("the PEFT adapter has no lora_A/lora_B for module `{module}`"),
+                )
+            })?;
+            let m = &peft.modules[&module];
+            let r = peft.config.r;
+            tensors.push((format!("{path}.lora_a"), vec![m.d_input, r], bytes(&a)));
+            tensors.push((format!("{path}.lora_b"), vec![r, m.d_output], bytes(&b)));
+        }
+        for (name, (shape, values)) in &peft.saved {
+            tensors.push((name.clone(), shape.clone(), bytes(values)));
+        }
+        let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+            .iter()
+            .map(|(name, shape, data)| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                    .map(|v| (name.clone(), v))
+                    .map_err(|e| RunError::invalid(setting, e))
+            })
+            .collect::<Result<_, _>>()?;
+        let data =
+            safetensors::serialize(views, None).map_err(|e| RunError::invalid(setting, e))?;
+        load_trainable(
+            model,
+            data,
+            Path::new("PEFT adapter"),
+            &self.task.trainable_modules(),
+        )
+        .map_err(|e| RunError::invalid(setting, e))
     }
 
     /// What an adapter of `model` trained with `config` is saved with: the

@@ -50,3 +50,43 @@ pub fn temp_dir(name: &str) -> TempDir {
     std::fs::create_dir_all(&dir).unwrap();
     TempDir(dir)
 }
+
+/// Adds a deterministic offset to every adapter factor and head parameter
+/// (`B` starts at 0: this gives adapters values worth checking).
+#[derive(Default)]
+pub struct Perturb {
+    path: Vec<String>,
+}
+
+impl burn::module::ModuleMapper for Perturb {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<burn::prelude::Tensor<D>>,
+    ) -> burn::module::Param<burn::prelude::Tensor<D>> {
+        let last = self.path.last().map(String::as_str);
+        let trained = matches!(last, Some("lora_a" | "lora_b"))
+            || self.path.first().is_some_and(|p| p == "head");
+        if !trained {
+            return param;
+        }
+        param.map(|t| {
+            let shape = t.shape();
+            let n = shape.num_elements();
+            let ramp =
+                burn::prelude::Tensor::<1, burn::prelude::Int>::arange(0..n as i64, &t.device())
+                    .float()
+                    .mul_scalar(1e-3)
+                    .sin()
+                    .reshape(shape);
+            t + ramp
+        })
+    }
+}
