@@ -1,0 +1,481 @@
+//! The command line: clap definitions, and the mapping from flags to the
+//! library's settings (in one place).
+
+use super::commands::adapter_file;
+use super::failure::{Failure, bad};
+use super::output::print_table;
+use clap::{Args, Parser, Subcommand};
+use matryoshka_lora::BackendKind;
+use matryoshka_lora::report::Report;
+use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask};
+use matryoshka_lora::train::{HeadMode, Runner, TrainConfig, TrainMethod};
+use matryoshka_lora::{RankSet, Scaling};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "mlora",
+    version,
+    about = "MatryoshkaLoRA on burn: train once, deploy any nested rank",
+    args_override_self = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Fine-tune with one method, evaluate every rank, write report/adapter/plot.
+    Train {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Continue the interrupted run in DIR (its --out) from its last
+        /// checkpoint, with the settings it was started with.
+        #[arg(long, value_name = "DIR", conflicts_with_all = RUN_FLAGS)]
+        resume: Option<PathBuf>,
+        #[command(flatten)]
+        out: OutArgs,
+    },
+    /// Per-rank accuracy and AURAC of a saved run (`--adapter DIR` from `train --out`),
+    /// with the settings it was trained with; a flag given here overrides one.
+    Eval {
+        /// Directory written by `mlora train --out`.
+        #[arg(long)]
+        adapter: PathBuf,
+        #[command(flatten)]
+        data: EvalDataArgs,
+        /// Evaluation batch size.
+        #[arg(long)]
+        eval_batch: Option<usize>,
+        /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
+        #[arg(long)]
+        backend: Option<BackendKind>,
+        #[command(flatten)]
+        print: PrintArgs,
+    },
+    /// Train lora, dylora and matryoshka (and matryoshka-exact with --exact) on the
+    /// same data and print the rank x method table with each AURAC.
+    Compare {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Also run the exact Matryoshka objective.
+        #[arg(long)]
+        exact: bool,
+        /// Methods to compare (overrides the default list).
+        #[arg(long, value_delimiter = ',')]
+        methods: Option<Vec<TrainMethod>>,
+        #[command(flatten)]
+        out: OutArgs,
+    },
+    /// Merge a saved adapter at rank k into its base model: a complete Hugging
+    /// Face model directory (weights `W + s(k) A[:, :k] B[:k]`, dtypes kept).
+    Merge {
+        /// Directory written by `mlora train --out`.
+        #[arg(long)]
+        adapter: PathBuf,
+        /// The rank to merge.
+        #[arg(long)]
+        rank: usize,
+        /// The merged model's directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// The base model [default: the one the adapter was trained on].
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[command(flatten)]
+        print: PrintArgs,
+    },
+    /// Export a saved adapter at rank k as a Hugging Face PEFT LoRA adapter
+    /// (adapter_config.json + adapter_model.safetensors).
+    Export {
+        /// Directory written by `mlora train --out`.
+        #[arg(long)]
+        adapter: PathBuf,
+        /// The rank to export (PEFT's r).
+        #[arg(long)]
+        rank: usize,
+        /// The PEFT adapter's directory.
+        #[arg(long)]
+        peft: PathBuf,
+        /// `base_model_name_or_path` to record [default: the model the adapter was trained on].
+        #[arg(long)]
+        base_model: Option<String>,
+        #[command(flatten)]
+        print: PrintArgs,
+    },
+    /// Import a Hugging Face PEFT LoRA adapter: evaluate it at every nested rank
+    /// and save it as a run (a starting point: `train --init-adapter DIR`).
+    Import {
+        /// The PEFT adapter's directory.
+        #[arg(long)]
+        peft: PathBuf,
+        /// The run's directory (adapter, report, plot).
+        #[arg(long)]
+        out: PathBuf,
+        /// Model (default: the PEFT adapter's base_model_name_or_path when it is a
+        /// directory, else assets) and data (default: the Rotten Tomatoes file in it).
+        #[command(flatten)]
+        data: EvalDataArgs,
+        /// The method of further training from it (sets P).
+        #[arg(long, default_value_t = DEFAULTS.method)]
+        method: TrainMethod,
+        /// The scaling rule of the imported adapter's nested ranks.
+        #[arg(long, default_value_t = DEFAULTS.scaling)]
+        scaling: Scaling,
+        /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
+        #[arg(long, default_value_t = DEFAULTS.backend)]
+        backend: BackendKind,
+        #[command(flatten)]
+        print: PrintArgs,
+    },
+    /// Speed benchmarks (BENCHMARKS.md has the commands and figures).
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+    /// Plot rank (log2 axis) against accuracy for report.json files.
+    Plot {
+        /// report.json files (or compare.json arrays).
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        /// Output .png or .svg.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        print: PrintArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// RT protocol: `--warmup` + `--steps` training steps (batch 32, the RT
+    /// settings), then the full evaluation at every rank; prints ms/step (after
+    /// warm-up), eval seconds and peak RSS.
+    Rt(BenchRtArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct BenchRtArgs {
+    /// Timed training steps.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// lora, dylora, dylora-original, matryoshka or matryoshka-exact.
+    #[arg(long, default_value_t = DEFAULTS.method)]
+    pub method: TrainMethod,
+    /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
+    #[arg(long, default_value_t = DEFAULTS.backend)]
+    pub backend: BackendKind,
+    /// Model directory (the fetched assets).
+    #[arg(long, default_value = "assets")]
+    pub model: PathBuf,
+    /// Test rows evaluated at every rank (PROTOCOL.md: 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub test_n: usize,
+    /// Keep only the first N encoder layers.
+    #[arg(long)]
+    pub layers: Option<usize>,
+    #[command(flatten)]
+    pub print: PrintArgs,
+}
+
+/// The data flags of `train` and `compare`.
+#[derive(Args, Clone)]
+pub struct DataArgs {
+    /// Model directory: config.json, model.safetensors, tokenizer.json.
+    #[arg(long, default_value = "assets")]
+    pub model: PathBuf,
+    /// CSV data file (plain or .bz2). Default: the Rotten Tomatoes file in --model's
+    /// directory, with labels rotten,fresh and the first 4000/1000 rows.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub rest: DataOverrides,
+}
+
+/// The data flags of `eval`: each overrides the saved setting when given.
+#[derive(Args, Clone)]
+pub struct EvalDataArgs {
+    /// Model directory [default: the one the adapter was trained on].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// CSV data file [default: the one the adapter was trained on].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub rest: DataOverrides,
+}
+
+/// Data flags that override a default (or, for `eval`, a saved setting) when given.
+#[derive(Args, Clone, Default)]
+pub struct DataOverrides {
+    /// Separate test CSV (instead of the --test-every split).
+    #[arg(long)]
+    pub test_data: Option<PathBuf>,
+    /// Text column [default: text, the RT data's].
+    #[arg(long)]
+    pub text_col: Option<String>,
+    /// Label column [default: category, the RT data's].
+    #[arg(long)]
+    pub label_col: Option<String>,
+    /// Label set, comma-separated; label id = position; other rows dropped.
+    /// Default: sorted distinct values (rotten,fresh for the default data).
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Option<Vec<String>>,
+    /// Row i is test if i % N == 0 [default: the RT protocol's, 5].
+    #[arg(long)]
+    pub test_every: Option<usize>,
+    /// First N train rows (default: 4000 for the default RT data, else all).
+    #[arg(long)]
+    pub train_n: Option<usize>,
+    /// First N test rows (default: 1000 for the default RT data, else all).
+    #[arg(long)]
+    pub test_n: Option<usize>,
+    /// Truncate to this many tokens [default: the RT protocol's, 48].
+    #[arg(long)]
+    pub max_len: Option<usize>,
+}
+
+#[derive(Args, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// lora, dylora, dylora-original, matryoshka or matryoshka-exact.
+    #[arg(long, default_value_t = DEFAULTS.method)]
+    pub method: TrainMethod,
+    /// joint (head and adapters together) or probe (linear-probe epoch, then adapters only).
+    #[arg(long, default_value_t = DEFAULTS.head_mode)]
+    pub head_mode: HeadMode,
+    /// Maximum rank R.
+    #[arg(long, default_value_t = DEFAULTS.rank)]
+    pub rank: usize,
+    /// Nested ranks S, ascending (default: powers of two up to R).
+    #[arg(long, value_delimiter = ',')]
+    pub ranks: Option<Vec<usize>>,
+    /// none, rank, sqrt or alpha:A.
+    #[arg(long, default_value_t = DEFAULTS.scaling)]
+    pub scaling: Scaling,
+    /// Adapter targets (Hugging Face module names, PEFT-style), comma-separated
+    /// [default: the model family's, every encoder linear].
+    #[arg(long, value_delimiter = ',')]
+    pub targets: Option<Vec<String>>,
+    /// Keep only the first N encoder layers (quick runs).
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Peak learning rate (linear decay to 0).
+    #[arg(long, default_value_t = DEFAULTS.lr)]
+    pub lr: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = DEFAULTS.weight_decay)]
+    pub weight_decay: f32,
+    /// Linear warmup steps.
+    #[arg(long, default_value_t = DEFAULTS.warmup_steps)]
+    pub warmup: usize,
+    /// Gradient-norm clip (0 = off).
+    #[arg(long, default_value_t = DEFAULTS.grad_clip.unwrap_or(0.0))]
+    pub grad_clip: f32,
+    /// Training batch size.
+    #[arg(long, default_value_t = DEFAULTS.batch)]
+    pub batch: usize,
+    /// Evaluation batch size.
+    #[arg(long, default_value_t = DEFAULTS.eval_batch)]
+    pub eval_batch: usize,
+    /// Epochs.
+    #[arg(long, default_value_t = DEFAULTS.epochs)]
+    pub epochs: usize,
+    /// Seed (initialisation, shuffling, DyLoRA draws).
+    #[arg(long, default_value_t = DEFAULTS.seed)]
+    pub seed: u64,
+    /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
+    #[arg(long, default_value_t = DEFAULTS.backend)]
+    pub backend: BackendKind,
+    /// With --out: also checkpoint every N steps (always at each epoch end),
+    /// so an interrupted run loses at most N steps (`train --resume DIR`).
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
+    /// Start from the factors (and head) of a saved adapter, e.g. one made by
+    /// `mlora import` (same rank and targets); P is this run's method's.
+    #[arg(long, value_name = "DIR")]
+    pub init_adapter: Option<PathBuf>,
+}
+
+/// The flags that shape a run, which `--resume` takes from the run itself.
+pub const RUN_FLAGS: [&str; 29] = [
+    "model",
+    "data",
+    "test_data",
+    "text_col",
+    "label_col",
+    "labels",
+    "test_every",
+    "train_n",
+    "test_n",
+    "max_len",
+    "method",
+    "head_mode",
+    "rank",
+    "ranks",
+    "scaling",
+    "targets",
+    "layers",
+    "lr",
+    "weight_decay",
+    "warmup",
+    "grad_clip",
+    "batch",
+    "eval_batch",
+    "epochs",
+    "seed",
+    "backend",
+    "checkpoint_every",
+    "init_adapter",
+    "out",
+];
+
+#[derive(Args, Clone)]
+pub struct PrintArgs {
+    /// No progress bar or table.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print the report as JSON on stdout (implies --quiet progress).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Clone)]
+pub struct OutArgs {
+    /// Output directory: adapter checkpoint, report.json, curve.png/svg.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub print: PrintArgs,
+}
+
+/// The training defaults (the RT protocol's), shown by `--help`: one place,
+/// the library's.
+pub static DEFAULTS: std::sync::LazyLock<TrainConfig> =
+    std::sync::LazyLock::new(TrainConfig::default);
+
+impl DataOverrides {
+    /// Applies the flags given to `c`.
+    pub fn apply(&self, c: &mut ClassifyConfig) {
+        if self.test_data.is_some() {
+            c.test_data = self.test_data.clone();
+        }
+        if let Some(v) = &self.text_col {
+            c.text_col = v.clone();
+        }
+        if let Some(v) = &self.label_col {
+            c.label_col = v.clone();
+        }
+        if let Some(labels) = &self.labels {
+            // `--labels ""` is an empty label set, not a label named "".
+            c.labels = Some(
+                labels
+                    .iter()
+                    .filter(|l| !l.trim().is_empty())
+                    .cloned()
+                    .collect(),
+            );
+        }
+        if let Some(v) = self.test_every {
+            c.test_every = v;
+        }
+        if self.train_n.is_some() {
+            c.train_n = self.train_n;
+        }
+        if self.test_n.is_some() {
+            c.test_n = self.test_n;
+        }
+        if let Some(v) = self.max_len {
+            c.max_len = v;
+        }
+    }
+}
+
+impl RunArgs {
+    /// The task's and the training settings these flags give.
+    pub fn settings(&self) -> Result<(ClassifyConfig, TrainConfig), Failure> {
+        let mut task = ClassifyConfig::new(&self.data.model, self.data.data.clone());
+        self.data.rest.apply(&mut task);
+        task.layers = self.layers;
+        let ranks = match &self.ranks {
+            Some(r) => r.clone(),
+            None => RankSet::powers_of_two(self.rank)
+                .map_err(|e| bad("--rank", e))?
+                .ranks()
+                .to_vec(),
+        };
+        let train = TrainConfig {
+            targets: self.targets.clone(),
+            method: self.method,
+            head_mode: self.head_mode,
+            rank: self.rank,
+            ranks,
+            scaling: self.scaling,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            warmup_steps: self.warmup,
+            grad_clip: (self.grad_clip != 0.0).then_some(self.grad_clip),
+            batch: self.batch,
+            eval_batch: self.eval_batch,
+            epochs: self.epochs,
+            seed: self.seed,
+            backend: self.backend,
+        };
+        Ok((task, train))
+    }
+
+    /// The runner of these flags, checkpointing into `out` when given.
+    pub fn runner(
+        &self,
+        quiet: bool,
+        out: Option<&PathBuf>,
+    ) -> Result<Runner<ClassifyTask>, Failure> {
+        if self.checkpoint_every == Some(0) {
+            return Err(bad("--checkpoint-every", "must be at least 1"));
+        }
+        let (task, train) = self.settings()?;
+        let mut runner = Runner::new(ClassifyTask::new(task), train)?.quiet(quiet);
+        if let Some(init) = &self.init_adapter {
+            runner = runner.init_from(adapter_file(init));
+        }
+        Ok(match out {
+            Some(dir) => runner.checkpoint_into(dir, self.checkpoint_every),
+            None => runner,
+        })
+    }
+}
+
+impl PrintArgs {
+    pub fn quiet_progress(&self) -> bool {
+        self.quiet || self.json
+    }
+
+    /// `json` on stdout with `--json`, else the line `text` unless `--quiet`.
+    pub fn emit(&self, json: impl serde::Serialize, text: impl FnOnce() -> String) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json).unwrap_or_default()
+            );
+        } else if !self.quiet {
+            println!("{}", text());
+        }
+    }
+
+    pub fn print(&self, reports: &[Report]) {
+        if self.json {
+            let json = match reports {
+                [one] => serde_json::to_string_pretty(one),
+                many => serde_json::to_string_pretty(many),
+            };
+            println!("{}", json.unwrap_or_default());
+        } else if !self.quiet {
+            print_table(reports);
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! One function per subcommand: settings from the flags, the library's
+//! runner and artifact functions, printing.
+
+use super::args::{BenchRtArgs, EvalDataArgs, OutArgs, PrintArgs, RunArgs};
+use super::failure::{Failure, bad, stopped};
+use super::output::print_data;
+use burn::train::Interrupter;
+use matryoshka_lora::BackendKind;
+use matryoshka_lora::io::{
+    ADAPTER_FILE, MergeError, PeftError, REPORT_FILE, ensure_writable_dir, export_peft,
+    merge_adapter, read_meta, read_peft,
+};
+use matryoshka_lora::report::{Report, RunConfig};
+use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask, RtBench};
+use matryoshka_lora::train::{Runner, Task, TrainConfig, TrainMethod, TrainingState};
+use matryoshka_lora::{RankSet, Scaling};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Creates --out and test-writes it, before any training. Returns the
+/// directory when this call created it (to be removed again if the run fails
+/// on bad input before writing anything).
+fn check_out(out: &OutArgs) -> Result<Option<PathBuf>, Failure> {
+    let Some(dir) = &out.out else {
+        return Ok(None);
+    };
+    let created = !dir.exists();
+    ensure_writable_dir(dir)
+        .map_err(|e| bad("--out", format!("cannot write into {}: {e}", dir.display())))?;
+    Ok(created.then(|| dir.clone()))
+}
+
+/// Runs `work` with --out prepared; on bad input (exit 2) an --out this run
+/// created and left empty is removed, so bad input writes nothing.
+fn with_out(out: &OutArgs, work: impl FnOnce() -> Result<(), Failure>) -> Result<(), Failure> {
+    let created = check_out(out)?;
+    let result = work();
+    if let (Err(Failure { code: 2, .. }), Some(dir)) = (&result, created) {
+        let _ = std::fs::remove_dir(dir);
+    }
+    result
+}
+
+pub fn train_cmd(run: RunArgs, resume: Option<PathBuf>, out: OutArgs) -> Result<(), Failure> {
+    let quiet = out.print.quiet_progress();
+    if let Some(dir) = resume {
+        return resume_cmd(&dir, &out.print);
+    }
+    let runner = run.runner(quiet, out.out.as_ref())?;
+    stop_on_ctrl_c(runner.interrupter());
+    with_out(&out, || {
+        let data = runner.prepare()?;
+        if !quiet {
+            print_data(&data);
+        }
+        let outcome = runner
+            .train(&data)
+            .map_err(|e| stopped(e, out.out.as_deref()))?;
+        if let Some(dir) = &out.out {
+            runner.save(dir, &outcome.report, Some(&outcome.model))?;
+        }
+        out.print.print(std::slice::from_ref(&outcome.report));
+        Ok(())
+    })
+}
+
+/// `train --resume DIR`: the interrupted run in `dir`, continued.
+fn resume_cmd(dir: &Path, print: &PrintArgs) -> Result<(), Failure> {
+    let state = TrainingState::read(dir)
+        .map_err(|e| bad("--resume", e))?
+        .ok_or_else(|| {
+            bad(
+                "--resume",
+                format!("{} holds no interrupted run to resume", dir.display()),
+            )
+        })?;
+    let task: ClassifyConfig = state
+        .config
+        .task_settings()
+        .map_err(|e| bad("--resume", format!("not a classification run: {e}")))?;
+    let runner = Runner::new(ClassifyTask::new(task), state.config.train.clone())?
+        .quiet(print.quiet_progress())
+        .checkpoint_into(dir, state.checkpoint_every)
+        .resume(true);
+    stop_on_ctrl_c(runner.interrupter());
+    let data = runner.prepare()?;
+    if !print.quiet_progress() {
+        print_data(&data);
+    }
+    let outcome = runner.train(&data).map_err(|e| stopped(e, Some(dir)))?;
+    runner.save(dir, &outcome.report, Some(&outcome.model))?;
+    print.print(std::slice::from_ref(&outcome.report));
+    Ok(())
+}
+
+/// Ctrl-C stops training at the next step boundary (leaving its last
+/// checkpoint to resume from); a second Ctrl-C quits at once.
+fn stop_on_ctrl_c(interrupter: Interrupter) {
+    let pressed = std::sync::atomic::AtomicBool::new(false);
+    let _ = ctrlc::set_handler(move || {
+        if pressed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping at the next step (Ctrl-C again to quit at once)");
+        interrupter.stop(Some("interrupted (Ctrl-C)"));
+    });
+}
+
+pub fn compare_cmd(
+    run: RunArgs,
+    exact: bool,
+    methods: Option<Vec<TrainMethod>>,
+    out: OutArgs,
+) -> Result<(), Failure> {
+    let mut methods = methods.unwrap_or_else(|| {
+        vec![
+            TrainMethod::Lora,
+            TrainMethod::Dylora,
+            TrainMethod::Matryoshka,
+        ]
+    });
+    if exact && !methods.contains(&TrainMethod::MatryoshkaExact) {
+        methods.push(TrainMethod::MatryoshkaExact);
+    }
+    let quiet = out.print.quiet_progress();
+    let runner = run.runner(quiet, out.out.as_ref())?;
+    stop_on_ctrl_c(runner.interrupter());
+    with_out(&out, || {
+        let started = Instant::now();
+        let data = runner.prepare()?;
+        if !quiet {
+            print_data(&data);
+        }
+        let reports = runner
+            .compare(&methods, &data, out.out.as_deref(), |r| {
+                if !quiet {
+                    eprintln!(
+                        "{}: AURAC log2 {:.2}%, {:.1} ms/step",
+                        r.method, r.aurac_log2, r.ms_per_step
+                    );
+                }
+            })
+            .map_err(|e| stopped(e, out.out.as_deref()))?;
+        out.print.print(&reports);
+        if !out.print.quiet_progress() {
+            println!(
+                "total {:.1} s, peak RSS {:.0} MiB",
+                started.elapsed().as_secs_f64(),
+                matryoshka_lora::report::peak_rss_mb()
+            );
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+pub fn eval_cmd(
+    adapter: PathBuf,
+    overrides: EvalDataArgs,
+    eval_batch: Option<usize>,
+    backend: Option<BackendKind>,
+    print: PrintArgs,
+) -> Result<(), Failure> {
+    let saved = Report::read(&adapter.join(REPORT_FILE)).map_err(|e| bad("--adapter", e))?;
+    let mut task: ClassifyConfig = saved.config.task_settings().map_err(|e| {
+        bad(
+            "--adapter",
+            format!("{} is not a classification run: {e}", adapter.display()),
+        )
+    })?;
+    if let Some(model) = overrides.model {
+        task.model = model;
+    }
+    if let Some(data) = overrides.data {
+        task.data = data;
+    }
+    overrides.rest.apply(&mut task);
+    let mut train = saved.config.train.clone();
+    if let Some(b) = eval_batch {
+        train.eval_batch = b;
+    }
+    if let Some(b) = backend {
+        train.backend = b;
+    }
+    if !print.quiet {
+        let now = RunConfig {
+            train: train.clone(),
+            task: ClassifyTask::new(task.clone()).settings(),
+        };
+        for note in overridden(&saved.config, &now) {
+            eprintln!("note: {note}");
+        }
+    }
+    let runner = Runner::new(ClassifyTask::new(task), train)?.quiet(print.quiet_progress());
+    let data = runner.prepare()?;
+    if !print.quiet {
+        print_data(&data);
+    }
+    let (report, _) = runner.evaluate_saved(&adapter, &data)?;
+    print.print(std::slice::from_ref(&report));
+    Ok(())
+}
+
+/// The adapter file of a run directory (or the file itself).
+pub fn adapter_file(dir: &Path) -> PathBuf {
+    if dir.is_dir() {
+        dir.join(ADAPTER_FILE)
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// The base model of a saved adapter, unless `model` names one.
+fn base_model(adapter: &Path, model: Option<PathBuf>) -> Result<PathBuf, Failure> {
+    if let Some(model) = model {
+        return Ok(model);
+    }
+    let meta = read_meta(adapter).map_err(|e| bad("--adapter", e))?;
+    meta.config["model"]
+        .as_str()
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            bad(
+                "--model",
+                "the adapter does not say which model it was trained on: give --model",
+            )
+        })
+}
+
+pub fn merge_cmd(
+    adapter: PathBuf,
+    rank: usize,
+    out: PathBuf,
+    model: Option<PathBuf>,
+    print: PrintArgs,
+) -> Result<(), Failure> {
+    let file = adapter_file(&adapter);
+    let model = base_model(&file, model)?;
+    let summary = merge_adapter(&model, &file, rank, &out).map_err(|e| match e {
+        MergeError::Rank { .. } => bad("--rank", e),
+        MergeError::IntoBase(_) => bad("--out", e),
+        MergeError::Adapter(_) => bad("--adapter", e),
+        MergeError::Model(_) | MergeError::MissingWeight { .. } | MergeError::Shape { .. } => {
+            bad("--model", e)
+        }
+        other => Failure {
+            code: 1,
+            message: other.to_string(),
+        },
+    })?;
+    let json = serde_json::json!({
+        "rank": summary.rank,
+        "scale": summary.scale,
+        "merged": summary.merged,
+        "weight_files": summary.weight_files,
+        "copied": summary.copied,
+        "out": out,
+    });
+    print.emit(json, || {
+        format!(
+            "merged {} weights at rank {} (scale {:.4}) into {}",
+            summary.merged.len(),
+            summary.rank,
+            summary.scale,
+            out.display()
+        )
+    });
+    Ok(())
+}
+
+pub fn export_cmd(
+    adapter: PathBuf,
+    rank: usize,
+    peft: PathBuf,
+    base_model: Option<String>,
+    print: PrintArgs,
+) -> Result<(), Failure> {
+    let file = adapter_file(&adapter);
+    let export = export_peft(&file, rank, &peft, base_model.as_deref()).map_err(|e| match e {
+        PeftError::Rank { .. } => bad("--rank", e),
+        PeftError::Adapter(_) | PeftError::Invalid { .. } => bad("--adapter", e),
+        other => Failure {
+            code: 1,
+            message: other.to_string(),
+        },
+    })?;
+    let json = serde_json::json!({"peft": peft, "config": export.config, "keys": export.keys});
+    print.emit(json, || {
+        format!(
+            "exported rank {} (scale {:.4}) of {} modules to {}",
+            export.config.r,
+            export.config.scale(),
+            export.keys.len() / 2,
+            peft.display()
+        )
+    });
+    Ok(())
+}
+
+pub fn import_cmd(
+    peft_dir: PathBuf,
+    out: PathBuf,
+    data_args: EvalDataArgs,
+    method: TrainMethod,
+    scaling: Scaling,
+    backend: BackendKind,
+    print: PrintArgs,
+) -> Result<(), Failure> {
+    let peft = read_peft(&peft_dir).map_err(|e| bad("--peft", e))?;
+    let model = data_args.model.unwrap_or_else(|| {
+        peft.config
+            .base_model_name_or_path
+            .as_ref()
+            .map(PathBuf::from)
+            .filter(|p| p.is_dir())
+            .unwrap_or_else(|| PathBuf::from("assets"))
+    });
+    let mut task = ClassifyConfig::new(&model, data_args.data);
+    data_args.rest.apply(&mut task);
+    let r = peft.config.r;
+    let train = TrainConfig {
+        targets: Some(peft.targets()),
+        method,
+        rank: r,
+        ranks: RankSet::powers_of_two(r)
+            .map_err(|e| bad("--peft", e))?
+            .ranks()
+            .to_vec(),
+        scaling,
+        backend,
+        ..TrainConfig::default()
+    };
+    let runner = Runner::new(ClassifyTask::new(task), train)?.quiet(print.quiet_progress());
+    let out_args = OutArgs {
+        out: Some(out.clone()),
+        print: print.clone(),
+    };
+    with_out(&out_args, || {
+        let data = runner.prepare()?;
+        if !print.quiet_progress() {
+            print_data(&data);
+        }
+        let imported = runner.import_peft(&peft, &data.meta)?;
+        let report = runner.evaluate(imported.clone(), &data)?;
+        runner.save(&out, &report, Some(&imported))?;
+        print.print(std::slice::from_ref(&report));
+        Ok(())
+    })
+}
+
+/// The saved settings `now` changes, one line each with the flag that changed it.
+fn overridden(saved: &RunConfig, now: &RunConfig) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(before)), Ok(serde_json::Value::Object(after))) =
+        (serde_json::to_value(saved), serde_json::to_value(now))
+    else {
+        return Vec::new();
+    };
+    after
+        .iter()
+        .filter(|(key, value)| before.get(*key) != Some(*value))
+        .map(|(key, value)| {
+            let was = before.get(key).cloned().unwrap_or_default();
+            format!(
+                "--{} overrides the saved setting: {was} -> {value}",
+                key.replace('_', "-")
+            )
+        })
+        .collect()
+}
+
+pub fn bench_rt_cmd(args: BenchRtArgs) -> Result<(), Failure> {
+    if args.steps == 0 {
+        return Err(bad("--steps", "must be at least 1"));
+    }
+    let result = RtBench {
+        steps: args.steps,
+        warmup: args.warmup,
+        method: args.method,
+        backend: args.backend,
+        model: args.model,
+        test_n: args.test_n,
+        layers: args.layers,
+    }
+    .run()?;
+    args.print.emit(&result, || {
+        format!(
+            "rt {} on {}: {:.1} ms/step ({} steps after {} warm-up), eval of {} rows at {} ranks {:.2} s, peak RSS {:.0} MiB",
+            result.method,
+            result.backend,
+            result.ms_per_step,
+            result.steps,
+            result.warmup,
+            result.test_rows,
+            result.ranks.len(),
+            result.eval_seconds,
+            result.peak_rss_mb
+        )
+    });
+    Ok(())
+}
+
+pub fn plot_cmd(paths: Vec<PathBuf>, output: PathBuf, print: PrintArgs) -> Result<(), Failure> {
+    let mut reports = Vec::new();
+    for p in &paths {
+        reports.extend(Report::read_many(p).map_err(|e| bad("REPORTS", e))?);
+    }
+    matryoshka_lora::plot::plot_reports(&reports, &output).map_err(|e| bad("-o", e))?;
+    let json = serde_json::json!({"output": output, "reports": reports.len()});
+    print.emit(json, || {
+        format!("plotted {} runs to {}", reports.len(), output.display())
+    });
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! `mlora`: train (and resume), evaluate and compare MatryoshkaLoRA / LoRA /
+//! DyLoRA on text classification; merge, export to and import from PEFT;
+//! plot rank-accuracy curves.
+//!
+//! A thin layer over the library: clap definitions and the flag-to-settings
+//! mapping (`args`), errors back to flags and exit codes (`failure`), one
+//! function per subcommand (`commands`), printing (`output`).
+
+mod args;
+mod commands;
+mod failure;
+mod output;
+
+use args::{BenchCommand, Cli, Command};
+use clap::Parser;
+use commands::*;
+use std::process::ExitCode;
+
+/// A clap error as one line: its message without the usage hint.
+fn one_line(error: &clap::Error) -> String {
+    let text = error.render().to_string();
+    let text = text.split("\n\nFor more information").next().unwrap_or("");
+    let text = text.trim().trim_start_matches("error:").trim();
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            eprintln!("error: {}", one_line(&e));
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
+    let result = match cli.command {
+        Command::Train { run, resume, out } => train_cmd(run, resume, out),
+        Command::Compare {
+            run,
+            exact,
+            methods,
+            out,
+        } => compare_cmd(run, exact, methods, out),
+        Command::Eval {
+            adapter,
+            data,
+            eval_batch,
+            backend,
+            print,
+        } => eval_cmd(adapter, data, eval_batch, backend, print),
+        Command::Bench {
+            which: BenchCommand::Rt(args),
+        } => bench_rt_cmd(args),
+        Command::Merge {
+            adapter,
+            rank,
+            out,
+            model,
+            print,
+        } => merge_cmd(adapter, rank, out, model, print),
+        Command::Export {
+            adapter,
+            rank,
+            peft,
+            base_model,
+            print,
+        } => export_cmd(adapter, rank, peft, base_model, print),
+        Command::Import {
+            peft,
+            out,
+            data,
+            method,
+            scaling,
+            backend,
+            print,
+        } => import_cmd(peft, out, data, method, scaling, backend, print),
+        Command::Plot {
+            reports,
+            output,
+            print,
+        } => plot_cmd(reports, output, print),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message.replace('\n', " "));
+            ExitCode::from(f.code)
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! What the command line prints: the rank x method table and the data summary.
+
+use matryoshka_lora::data::TokenizedExample;
+use matryoshka_lora::report::Report;
+use matryoshka_lora::tasks::classify::ClassLabels;
+use matryoshka_lora::train::TaskData;
+
+pub fn print_table(reports: &[Report]) {
+    let mut header = format!("{:>12}", "rank");
+    for r in reports {
+        header.push_str(&format!(" | {:>16}", r.method.name()));
+    }
+    println!("{header}");
+    println!("{}", "-".repeat(header.len()));
+    if let Some(first) = reports.first() {
+        for (i, k) in first.ranks.iter().enumerate() {
+            let mut line = format!("{k:>12}");
+            for r in reports {
+                let v = r.curve().get(i).copied().unwrap_or(f64::NAN);
+                line.push_str(&format!(" | {v:>15.2}%"));
+            }
+            println!("{line}");
+        }
+    }
+    println!("{}", "-".repeat(header.len()));
+    type Row = (&'static str, fn(&Report) -> String);
+    let rows: [Row; 4] = [
+        ("AURAC log2", |r| format!("{:.2}%", r.aurac_log2)),
+        ("AURAC linear", |r| format!("{:.2}%", r.aurac_linear)),
+        ("ms/step", |r| format!("{:.1}", r.ms_per_step)),
+        ("eval s", |r| format!("{:.1}", r.eval_seconds)),
+    ];
+    for (name, f) in rows {
+        let mut line = format!("{name:>12}");
+        for r in reports {
+            line.push_str(&format!(" | {:>16}", f(r)));
+        }
+        println!("{line}");
+    }
+}
+
+/// The rows of each split per label, and the rows dropped, on stderr.
+pub fn print_data(data: &TaskData<TokenizedExample, ClassLabels>) {
+    let split = |examples: &[TokenizedExample]| {
+        let counts = data.meta.counts(examples);
+        let per_label: Vec<String> = data
+            .meta
+            .names
+            .iter()
+            .zip(counts)
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        format!("{} ({})", examples.len(), per_label.join(", "))
+    };
+    let dropped = match data.meta.dropped {
+        0 => String::new(),
+        n => format!("; {n} rows with other labels dropped"),
+    };
+    eprintln!(
+        "data: train {}, test {}{dropped}",
+        split(&data.train),
+        split(&data.test)
+    );
+}
