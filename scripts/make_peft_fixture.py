@@ -11,6 +11,10 @@ crate's test `a_matryoshka_adapter_exports_at_a_lower_rank` (run with
 MLORA_PEFT_EXPORT_K=DIR), against the crate's own outputs at rank k that the
 test wrote to DIR/ours.json.
 
+`check-merged DIR`: loads DIR/merged (written by that test with `mlora
+merge`'s function at the same rank) with transformers' BertModel, and the head
+from its task_modules.safetensors, and compares with DIR/ours.json.
+
 `check DIR`: loads a PEFT adapter directory (e.g. one written by
 `mlora export`) onto the same base model with PEFT and prints the largest
 difference of its outputs from the fixture's.
@@ -25,6 +29,7 @@ Run locally (CI needs only the committed files):
     .venv/bin/python scripts/make_peft_fixture.py check assets tests/fixtures/peft EXPORTED_DIR
     MLORA_PEFT_EXPORT_K=/tmp/k cargo test --test peft lower_rank
     .venv/bin/python scripts/make_peft_fixture.py check-ours assets tests/fixtures/peft /tmp/k
+    .venv/bin/python scripts/make_peft_fixture.py check-merged assets tests/fixtures/peft /tmp/k
 """
 import json
 import sys
@@ -137,9 +142,40 @@ def check(assets, fixture_dir, adapter_dir, expected=None):
     )
 
 
+def check_merged(assets, fixture_dir, out_dir):
+    from safetensors.torch import load_file
+
+    with open(f"{out_dir}/ours.json") as f:
+        ours = json.load(f)
+    model = BertModel.from_pretrained(f"{out_dir}/merged", attn_implementation="eager")
+    model.eval()
+    head = load_file(f"{out_dir}/merged/task_modules.safetensors")
+    _, input_ids, mask = batch(assets)
+    with torch.no_grad():
+        hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        m = mask.unsqueeze(-1).float()
+        pooled = (hidden * m).sum(1) / m.sum(1)
+        # the crate stores a Linear weight as [in, out]
+        logits = pooled @ head["head.weight"] + head["head.bias"]
+    want_hidden = torch.tensor(ours["last_hidden"]).reshape(hidden.shape)
+    want_logits = torch.tensor(ours["logits"]).reshape(logits.shape)
+    real = mask.unsqueeze(-1).bool()
+    print(
+        json.dumps(
+            {
+                "merged": f"{out_dir}/merged",
+                "max_abs_diff_last_hidden": ((hidden - want_hidden).abs() * real).max().item(),
+                "max_abs_diff_logits": (logits - want_logits).abs().max().item(),
+            }
+        )
+    )
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "make":
         make(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "check-merged":
+        check_merged(sys.argv[2], sys.argv[3], sys.argv[4])
     elif sys.argv[1] == "check-ours":
         check(sys.argv[2], sys.argv[3], sys.argv[4], f"{sys.argv[4]}/ours.json")
     else:

@@ -272,5 +272,8 @@ fn a_matryoshka_adapter_exports_at_a_lower_rank() {
             .unwrap();
         let json = serde_json::json!({"last_hidden": hidden, "logits": logits, "mask": fx.mask});
         std::fs::write(out.join("ours.json"), json.to_string()).unwrap();
+        // and the same adapter merged at rank 2, for transformers to load
+        matryoshka_lora::io::merge_adapter(&common::assets_dir(), &adapter, 2, &out.join("merged"))
+            .unwrap();
     }
 }

@@ -336,9 +336,9 @@ fn json<T: Serialize>(value: &T) -> String {
 }
 
 /// Loads a checkpoint saved by [`save_adapter`] into `model`, after checking
-/// its metadata against `expected` (the model's): task, base model, `R`, `S`,
-/// scaling, adapted modules, trainable modules and the task's data (label
-/// names) must be equal, else [`CheckpointError::Field`] names the first that
+/// its metadata against `expected` (the model's): task, base model, method,
+/// `R`, `S`, scaling, adapted modules, trainable modules and the task's data
+/// (label names) must be equal, else [`CheckpointError::Field`] names the first that
 /// differs. Then every adapter and module tensor of the model must be in the
 /// file with its shape, and the file must hold nothing else. The active
 /// diagonals are set to the loaded training `P`.
