@@ -295,10 +295,23 @@ fn a_saved_run_is_refused_when_its_files_do_not_match_and_legacy_runs_load() {
         .into_record_group(state_group(&modules))
         .save(legacy.join(LEGACY_ADAPTER_FILE))
         .unwrap();
-    let (from_legacy, _) = runner.evaluate_saved(&legacy, &data).unwrap();
+    let (from_legacy, legacy_model) = runner.evaluate_saved(&legacy, &data).unwrap();
     assert_eq!(
         from_legacy.series("accuracy"),
         outcome.report.series("accuracy")
+    );
+    // re-saved in the current format, it names its modules as the base model does
+    let upgraded = dir.join("upgraded");
+    runner
+        .save(&upgraded, &from_legacy, Some(&legacy_model))
+        .unwrap();
+    let meta = read_meta(&upgraded.join(ADAPTER_FILE)).unwrap();
+    assert!(
+        meta.modules
+            .values()
+            .all(|m| m.starts_with("encoder.layer.0.")),
+        "{:?}",
+        meta.modules
     );
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();

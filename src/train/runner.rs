@@ -63,8 +63,9 @@ pub struct Runner<T: Task> {
     /// The configured backend's device, opened once (non-autodiff).
     device: Device,
     /// The name each adapter built by this runner was attached under (its
-    /// module name in the base model), by the id of its `A`.
-    names: Mutex<BTreeMap<ParamId, String>>,
+    /// module name in the base model), by the adapter's module path (stable
+    /// across training and checkpoint loads, which may renumber parameters).
+    names: Mutex<BTreeMap<String, String>>,
     checkpoints: Option<CheckpointSettings>,
     step_limit: Option<usize>,
     interrupter: Interrupter,
@@ -273,8 +274,13 @@ impl<T: Task> Runner<T> {
         injection
             .finish()
             .map_err(|e| RunError::invalid(Setting::Targets, e))?;
+        let attached: BTreeMap<ParamId, String> = injection.adapter_names().into_iter().collect();
         if let Ok(mut names) = self.names.lock() {
-            names.extend(injection.adapter_names());
+            for (path, id) in model.adapter_ids() {
+                if let Some(name) = attached.get(&id) {
+                    names.insert(path, name.clone());
+                }
+            }
         }
         // The task's own modules train (a model adapted by reparameterization
         // comes back with every parameter frozen).
@@ -664,8 +670,8 @@ impl<T: Task> Runner<T> {
         let names = self.names.lock().map(|n| n.clone()).unwrap_or_default();
         let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-        for (path, id) in model.adapter_ids() {
-            let module = names.get(&id).cloned().unwrap_or_else(|| path.clone());
+        for (path, _) in model.adapter_ids() {
+            let module = names.get(&path).cloned().unwrap_or_else(|| path.clone());
             let (a, b) = peft.factors(&module, self.config.scaling).ok_or_else(|| {
                 RunError::invalid(
                     setting,
@@ -712,8 +718,8 @@ impl<T: Task> Runner<T> {
         let modules = model
             .adapter_ids()
             .into_iter()
-            .map(|(path, id)| {
-                let name = names.get(&id).cloned().unwrap_or_else(|| path.clone());
+            .map(|(path, _)| {
+                let name = names.get(&path).cloned().unwrap_or_else(|| path.clone());
                 (path, name)
             })
             .collect();

@@ -51,6 +51,10 @@ pub enum Command {
         /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
         #[arg(long)]
         backend: Option<BackendKind>,
+        /// Also save the evaluated run here, in the current format (e.g. to
+        /// upgrade a run saved as adapter.bpk by an earlier version).
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[command(flatten)]
         print: PrintArgs,
     },

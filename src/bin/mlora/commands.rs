@@ -7,8 +7,8 @@ use super::output::print_data;
 use burn::train::Interrupter;
 use matryoshka_lora::BackendKind;
 use matryoshka_lora::io::{
-    ADAPTER_FILE, MergeError, PeftError, REPORT_FILE, ensure_writable_dir, export_peft,
-    merge_adapter, read_meta, read_peft,
+    ADAPTER_FILE, LEGACY_ADAPTER_FILE, MergeError, PeftError, REPORT_FILE, ensure_writable_dir,
+    export_peft, merge_adapter, read_meta, read_peft,
 };
 use matryoshka_lora::report::{Report, RunConfig};
 use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask, RtBench};
@@ -159,6 +159,7 @@ pub fn eval_cmd(
     overrides: EvalDataArgs,
     eval_batch: Option<usize>,
     backend: Option<BackendKind>,
+    out: Option<PathBuf>,
     print: PrintArgs,
 ) -> Result<(), Failure> {
     let saved = Report::read(&adapter.join(REPORT_FILE)).map_err(|e| bad("--adapter", e))?;
@@ -196,7 +197,10 @@ pub fn eval_cmd(
     if !print.quiet {
         print_data(&data);
     }
-    let (report, _) = runner.evaluate_saved(&adapter, &data)?;
+    let (report, model) = runner.evaluate_saved(&adapter, &data)?;
+    if let Some(out) = &out {
+        runner.save(out, &report, Some(&model))?;
+    }
     print.print(std::slice::from_ref(&report));
     Ok(())
 }
@@ -208,6 +212,23 @@ pub fn adapter_file(dir: &Path) -> PathBuf {
     } else {
         dir.to_path_buf()
     }
+}
+
+/// The adapter file of a run directory for merging or exporting, which need
+/// the module names only the current format records.
+fn named_adapter(dir: &Path) -> Result<PathBuf, Failure> {
+    let file = adapter_file(dir);
+    if !file.is_file() && dir.join(LEGACY_ADAPTER_FILE).is_file() {
+        return Err(bad(
+            "--adapter",
+            format!(
+                "{} was saved by an earlier version ({LEGACY_ADAPTER_FILE}, without module names): write it in the current format with `mlora eval --adapter {} --out NEW`, then use NEW",
+                dir.display(),
+                dir.display()
+            ),
+        ));
+    }
+    Ok(file)
 }
 
 /// The base model of a saved adapter, unless `model` names one.
@@ -234,7 +255,7 @@ pub fn merge_cmd(
     model: Option<PathBuf>,
     print: PrintArgs,
 ) -> Result<(), Failure> {
-    let file = adapter_file(&adapter);
+    let file = named_adapter(&adapter)?;
     let model = base_model(&file, model)?;
     let summary = merge_adapter(&model, &file, rank, &out).map_err(|e| match e {
         MergeError::Rank { .. } => bad("--rank", e),
@@ -275,7 +296,7 @@ pub fn export_cmd(
     base_model: Option<String>,
     print: PrintArgs,
 ) -> Result<(), Failure> {
-    let file = adapter_file(&adapter);
+    let file = named_adapter(&adapter)?;
     let export = export_peft(&file, rank, &peft, base_model.as_deref()).map_err(|e| match e {
         PeftError::Rank { .. } => bad("--rank", e),
         PeftError::Adapter(_) | PeftError::Invalid { .. } => bad("--adapter", e),
@@ -287,10 +308,15 @@ pub fn export_cmd(
     let json = serde_json::json!({"peft": peft, "config": export.config, "keys": export.keys});
     print.emit(json, || {
         format!(
-            "exported rank {} (scale {:.4}) of {} modules to {}",
+            "exported rank {} (scale {:.4}) of {} adapted modules to {}",
             export.config.r,
             export.config.scale(),
-            export.keys.len() / 2,
+            export
+                .config
+                .target_modules
+                .as_array()
+                .map(|t| t.len())
+                .unwrap_or_default(),
             peft.display()
         )
     });

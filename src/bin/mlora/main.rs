@@ -46,8 +46,9 @@ fn main() -> ExitCode {
             data,
             eval_batch,
             backend,
+            out,
             print,
-        } => eval_cmd(adapter, data, eval_batch, backend, print),
+        } => eval_cmd(adapter, data, eval_batch, backend, out, print),
         Command::Bench {
             which: BenchCommand::Rt(args),
         } => bench_rt_cmd(args),
