@@ -52,7 +52,7 @@ pub struct RunOutcome<M> {
 /// report; [`Runner::compare`] does that for several methods on the same
 /// data, saving each run as it finishes; [`Runner::evaluate`] and
 /// [`Runner::evaluate_saved`] evaluate a trained model or a saved run with
-/// the same per-rank evaluation; [`Runner::save`] writes `adapter.bpk`,
+/// the same per-rank evaluation; [`Runner::save`] writes `adapter.safetensors`,
 /// `report.json` and the plot atomically.
 ///
 /// The device is chosen here, once, from [`TrainConfig::backend`].
