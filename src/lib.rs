@@ -67,13 +67,15 @@ pub mod kernels;
 pub mod models;
 pub mod plot;
 pub mod report;
+pub mod stats;
 pub mod tasks;
 pub mod train;
 
 pub use adapter::{
     ActiveRank, AdaptableLinear, AdaptedModule, AdapterError, AdapterInit, AdapterMethod,
     AdapterSpec, DyLoraVariant, Injection, MatryoshkaAdapter, MatryoshkaConfig, MatryoshkaLinear,
-    MatryoshkaLinearConfig, MatryoshkaReparameterizer, RankAxis, RankSampler, RankSet, Scaling,
-    Targets, adapt_linears, aurac, aurac_both, freeze_linear, lora_p, matryoshka_p, rank_p,
+    MatryoshkaLinearConfig, MatryoshkaReparameterizer, RankAxis, RankSampler, RankSet,
+    RankSubsetSampler, Scaling, Targets, adapt_linears, aurac, aurac_both, freeze_linear, lora_p,
+    matryoshka_p, rank_p,
 };
 pub use backend::{BackendKind, cpu_device};

@@ -3,6 +3,7 @@
 //! per report.
 
 use crate::report::Report;
+use crate::train::MethodSummary;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 use std::path::Path;
@@ -39,9 +40,67 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
-/// Draws `reports` to `path` (`.png` or `.svg`).
+/// One line of a rank plot: values at ranks, and optionally a band of
+/// `± band` around them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Curve {
+    /// The legend label.
+    pub label: String,
+    /// The ranks (x, drawn on a log2 axis).
+    pub ranks: Vec<usize>,
+    /// The values at those ranks.
+    pub values: Vec<f64>,
+    /// Half-widths of a shaded band around the values (e.g. one standard
+    /// deviation over seeds).
+    pub band: Option<Vec<f64>>,
+}
+
+/// Draws `reports` to `path` (`.png` or `.svg`), one line per report.
 pub fn plot_reports(reports: &[Report], path: &Path) -> Result<(), PlotError> {
-    if reports.is_empty() {
+    let curves: Vec<Curve> = reports
+        .iter()
+        .map(|r| Curve {
+            label: format!("{} ({}, AURAC {:.1})", r.method, r.head_mode, r.aurac_log2),
+            ranks: r.ranks.clone(),
+            values: r.curve().to_vec(),
+            band: None,
+        })
+        .collect();
+    let metric = reports
+        .first()
+        .map(|r| r.aurac_metric.clone())
+        .unwrap_or_default();
+    plot_curves(&curves, &metric, path)
+}
+
+/// Draws the mean curve of each summary of a comparison with a band of ±1
+/// standard deviation over its seeds, to `path` (`.png` or `.svg`).
+pub fn plot_summary(summary: &[MethodSummary], path: &Path) -> Result<(), PlotError> {
+    let curves: Vec<Curve> = summary
+        .iter()
+        .map(|m| Curve {
+            label: format!(
+                "{} (AURAC {:.1} ± {:.1}, {} seeds)",
+                m.label(),
+                m.aurac_log2_mean,
+                m.aurac_log2_std,
+                m.seeds.len()
+            ),
+            ranks: m.ranks.clone(),
+            values: m.accuracy_mean.clone(),
+            band: Some(m.accuracy_std.clone()),
+        })
+        .collect();
+    let metric = summary
+        .first()
+        .map(|m| m.metric.clone())
+        .unwrap_or_default();
+    plot_curves(&curves, &metric, path)
+}
+
+/// Draws `curves` of `metric` (a percentage) against rank to `path`.
+pub fn plot_curves(curves: &[Curve], metric: &str, path: &Path) -> Result<(), PlotError> {
+    if curves.is_empty() {
         return Err(PlotError::Empty);
     }
     REGISTER.call_once(|| {
@@ -55,11 +114,11 @@ pub fn plot_reports(reports: &[Report], path: &Path) -> Result<(), PlotError> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("png") => {
             let root = BitMapBackend::new(path, (800, 520)).into_drawing_area();
-            draw(root, reports).map_err(draw_err)
+            draw(root, curves, metric).map_err(draw_err)
         }
         Some("svg") => {
             let root = SVGBackend::new(path, (800, 520)).into_drawing_area();
-            draw(root, reports).map_err(draw_err)
+            draw(root, curves, metric).map_err(draw_err)
         }
         _ => Err(PlotError::Extension(name.clone())),
     }
@@ -67,35 +126,44 @@ pub fn plot_reports(reports: &[Report], path: &Path) -> Result<(), PlotError> {
 
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
-    reports: &[Report],
+    curves: &[Curve],
+    metric: &str,
 ) -> Result<(), String> {
     let e = |x: &dyn std::fmt::Display| x.to_string();
     root.fill(&WHITE).map_err(|x| e(&x))?;
-    let max_rank = reports
+    let max_rank = curves
         .iter()
-        .flat_map(|r| r.ranks.iter().copied())
+        .flat_map(|c| c.ranks.iter().copied())
         .max()
         .unwrap_or(1)
         .max(2);
     let x_max = (max_rank as f64).log2();
-    let accs: Vec<f64> = reports
+    let spread = |c: &Curve, i: usize| {
+        c.band
+            .as_ref()
+            .and_then(|b| b.get(i))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let ys: Vec<f64> = curves
         .iter()
-        .flat_map(|r| r.curve().iter().copied())
+        .flat_map(|c| {
+            c.values
+                .iter()
+                .enumerate()
+                .flat_map(move |(i, &v)| [v - spread(c, i), v + spread(c, i)])
+        })
         .filter(|a| a.is_finite())
         .collect();
-    let lo = accs
-        .iter()
-        .copied()
-        .fold(f64::INFINITY, f64::min)
-        .min(100.0);
-    let hi = accs
+    let lo = ys.iter().copied().fold(f64::INFINITY, f64::min).min(100.0);
+    let hi = ys
         .iter()
         .copied()
         .fold(f64::NEG_INFINITY, f64::max)
         .max(0.0);
     let (y0, y1) = ((lo - 2.0).floor().max(0.0), (hi + 2.0).ceil().min(100.0));
     // The metric AURAC integrates (accuracy for classification).
-    let metric = reports[0].aurac_metric.replace('_', " ");
+    let metric = if metric.is_empty() { "score" } else { metric }.replace('_', " ");
     let mut first = metric.chars();
     let caption = match first.next() {
         Some(c) => format!("{}{} at each nested rank", c.to_uppercase(), first.as_str()),
@@ -118,19 +186,42 @@ fn draw<DB: DrawingBackend>(
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(|x| e(&x))?;
-    for (i, r) in reports.iter().enumerate() {
+    for (i, c) in curves.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        let points: Vec<(f64, f64)> = r
+        let x = |k: usize| (k as f64).log2();
+        if let Some(band) = &c.band {
+            // The band: upper edge left to right, lower edge back.
+            let upper = c
+                .ranks
+                .iter()
+                .zip(&c.values)
+                .zip(band)
+                .map(|((&k, &v), &b)| (x(k), v + b));
+            let lower = c
+                .ranks
+                .iter()
+                .zip(&c.values)
+                .zip(band)
+                .rev()
+                .map(|((&k, &v), &b)| (x(k), v - b));
+            let outline: Vec<(f64, f64)> = upper.chain(lower).collect();
+            chart
+                .draw_series(std::iter::once(Polygon::new(
+                    outline,
+                    color.mix(0.18).filled(),
+                )))
+                .map_err(|x| e(&x))?;
+        }
+        let points: Vec<(f64, f64)> = c
             .ranks
             .iter()
-            .zip(r.curve())
-            .map(|(&k, &a)| ((k as f64).log2(), a))
+            .zip(&c.values)
+            .map(|(&k, &a)| (x(k), a))
             .collect();
-        let label = format!("{} ({}, AURAC {:.1})", r.method, r.head_mode, r.aurac_log2);
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(|x| e(&x))?
-            .label(label)
+            .label(c.label.clone())
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
             });

@@ -75,11 +75,61 @@ pub struct Report {
     pub eval_seconds: f64,
     /// Peak resident memory of the run (MiB).
     pub peak_rss_mb: f64,
+    /// The smallest rank whose score is within a tolerance of the best rank's:
+    /// the cheapest adapter that gives up (almost) nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smallest_rank_within: Option<RankWithin>,
     /// What the task learned from its data (the classifier's `labels`).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub task_info: Map<String, Value>,
     /// Every setting used.
     pub config: RunConfig,
+}
+
+/// The deployment answer of a rank-accuracy curve: the smallest rank `k` of
+/// `S` whose score is within `tolerance` points of the best rank's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankWithin {
+    /// The smallest such rank.
+    pub rank: usize,
+    /// Its score (accuracy for classification, %).
+    pub value: f64,
+    /// The best rank.
+    pub best_rank: usize,
+    /// The best score.
+    pub best_value: f64,
+    /// The tolerance (points).
+    pub tolerance: f64,
+}
+
+impl RankWithin {
+    /// The tolerance reports use unless told otherwise (points).
+    pub const DEFAULT_TOLERANCE: f64 = 1.0;
+
+    /// The smallest rank of `ranks` (ascending) whose `scores` entry is
+    /// within `tolerance` of the best (the first best on ties); `None` for
+    /// no ranks or a non-finite score.
+    pub fn of(ranks: &[usize], scores: &[f64], tolerance: f64) -> Option<Self> {
+        if ranks.is_empty() || ranks.len() != scores.len() || scores.iter().any(|s| !s.is_finite())
+        {
+            return None;
+        }
+        let (best, &best_value) =
+            scores
+                .iter()
+                .enumerate()
+                .fold((0, &f64::NEG_INFINITY), |acc, (i, s)| {
+                    if s > acc.1 { (i, s) } else { acc }
+                });
+        let i = scores.iter().position(|&s| s >= best_value - tolerance)?;
+        Some(Self {
+            rank: ranks[i],
+            value: scores[i],
+            best_rank: ranks[best],
+            best_value,
+            tolerance,
+        })
+    }
 }
 
 /// Why a report could not be read.
@@ -143,6 +193,11 @@ impl Report {
         self.series(&self.aurac_metric).unwrap_or(&[])
     }
 
+    /// [`RankWithin`] of this report's curve with `tolerance`.
+    pub fn smallest_rank_within(&self, tolerance: f64) -> Option<RankWithin> {
+        RankWithin::of(&self.ranks, self.curve(), tolerance)
+    }
+
     /// Recomputes both AURACs from `ranks` and [`Report::curve`].
     pub fn recomputed_aurac(&self) -> Result<(f64, f64), AdapterError> {
         aurac_both(&self.ranks, self.curve())
@@ -167,4 +222,26 @@ pub fn peak_rss_mb() -> f64 {
 /// [`peak_rss_mb`] measures from now on. Best effort.
 pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smallest_rank_within_the_tolerance_of_the_best() {
+        let ranks = [1, 2, 4, 8, 16, 32];
+        let acc = [65.6, 66.2, 67.8, 71.5, 74.0, 76.2];
+        let w = RankWithin::of(&ranks, &acc, 1.0).unwrap();
+        assert_eq!((w.rank, w.best_rank), (32, 32));
+        let w = RankWithin::of(&ranks, &acc, 2.5).unwrap();
+        assert_eq!((w.rank, w.value), (16, 74.0));
+        // DyLoRA's curve peaks early: rank 4 is the best, rank 1 within 2.2
+        let dylora = [76.2, 77.2, 78.4, 77.8, 77.7, 76.4];
+        let w = RankWithin::of(&ranks, &dylora, 2.2).unwrap();
+        assert_eq!((w.rank, w.best_rank, w.best_value), (1, 4, 78.4));
+        assert_eq!(RankWithin::of(&ranks, &dylora, 1.0).unwrap().rank, 2);
+        assert!(RankWithin::of(&[], &[], 1.0).is_none());
+        assert!(RankWithin::of(&[1, 2], &[f64::NAN, 1.0], 1.0).is_none());
+    }
 }

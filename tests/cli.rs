@@ -109,6 +109,12 @@ fn bad_input_exits_2_with_a_one_line_error_and_writes_nothing() {
         (vec!["--rank", "1000"], "--rank"),
         (vec!["--max-len", "1"], "--max-len"),
         (vec!["--lr", "0"], "--lr"),
+        (vec!["--rank-samples", "2"], "--rank-samples"),
+        (vec!["--method", "lora", "--sample-max"], "--sample-max"),
+        (
+            vec!["--method", "matryoshka-sampled", "--rank-samples", "4"],
+            "--rank-samples",
+        ),
     ];
     for (i, (extra, flag)) in cases.into_iter().enumerate() {
         let out = dir.join(format!("out{i}"));

@@ -223,9 +223,78 @@ impl RankSampler {
     }
 }
 
+/// Draws, every step, `m` distinct ranks of `S` (ascending), seeded: all `m`
+/// uniformly without replacement, or `R` and `m - 1` of the others.
+#[derive(Debug)]
+pub struct RankSubsetSampler {
+    ranks: Vec<usize>,
+    m: usize,
+    always_max: bool,
+    rng: StdRng,
+}
+
+impl RankSubsetSampler {
+    /// `m` ranks of `set` per draw (clamped to `1..=|S|`), seeded with `seed`.
+    pub fn new(set: &RankSet, m: usize, always_max: bool, seed: u64) -> Self {
+        Self {
+            ranks: set.ranks().to_vec(),
+            m: m.clamp(1, set.ranks().len()),
+            always_max,
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    /// The ranks of the next step, ascending.
+    pub fn draw(&mut self) -> Vec<usize> {
+        let mut pool = self.ranks.clone();
+        let mut chosen = Vec::with_capacity(self.m);
+        if self.always_max
+            && let Some(max) = pool.pop()
+        {
+            chosen.push(max);
+        }
+        // Partial Fisher-Yates: the first draws of a shuffled pool.
+        while chosen.len() < self.m && !pool.is_empty() {
+            let i = self.rng.random_range(0..pool.len());
+            chosen.push(pool.swap_remove(i));
+        }
+        chosen.sort_unstable();
+        chosen
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subset_sampler_draws_distinct_ranks_uniformly_or_with_r() {
+        let set = RankSet::powers_of_two(32).unwrap();
+        let mut s = RankSubsetSampler::new(&set, 2, false, 7);
+        let mut counts = std::collections::BTreeMap::new();
+        for _ in 0..6000 {
+            let d = s.draw();
+            assert_eq!(d.len(), 2);
+            assert!(d[0] < d[1] && d.iter().all(|r| set.ranks().contains(r)));
+            for r in d {
+                *counts.entry(r).or_insert(0) += 1;
+            }
+        }
+        // each rank is in a draw with probability m / |S| = 1/3: 2000 of 6000
+        for (&r, &c) in &counts {
+            assert!((1800..2200).contains(&c), "rank {r}: {c}");
+        }
+        let mut with_r = RankSubsetSampler::new(&set, 3, true, 7);
+        for _ in 0..100 {
+            let d = with_r.draw();
+            assert_eq!(d.len(), 3);
+            assert_eq!(*d.last().unwrap(), 32);
+        }
+        let mut all = RankSubsetSampler::new(&set, 9, false, 1);
+        assert_eq!(all.draw(), set.ranks());
+        let again = |seed| RankSubsetSampler::new(&set, 2, false, seed).draw();
+        assert_eq!(again(3), again(3));
+    }
 
     fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < tol)

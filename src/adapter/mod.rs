@@ -20,7 +20,9 @@ pub use aurac::{RankAxis, aurac, aurac_both};
 pub use error::{AdapterError, Result};
 pub use inject::{Injection, MatryoshkaReparameterizer, adapt_linears};
 pub use linear::{MatryoshkaLinear, MatryoshkaLinearConfig, freeze_linear};
-pub use method::{AdapterMethod, DyLoraVariant, RankSampler, lora_p, matryoshka_p, rank_p};
+pub use method::{
+    AdapterMethod, DyLoraVariant, RankSampler, RankSubsetSampler, lora_p, matryoshka_p, rank_p,
+};
 pub use module::{AdapterInit, AdapterSpec, MatryoshkaAdapter, MatryoshkaConfig};
 pub use rank_set::RankSet;
 pub use scaling::{ParseScalingError, Scaling};

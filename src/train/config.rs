@@ -37,6 +37,13 @@ pub struct TrainConfig {
     pub rank: usize,
     /// Nested ranks `S`, ascending (evaluated, and drawn or summed in training).
     pub ranks: Vec<usize>,
+    /// `matryoshka-sampled`: ranks drawn from `S` per step (`1..=|S|`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank_samples: Option<usize>,
+    /// `matryoshka-sampled`: `R` is always one of the drawn ranks (the rest
+    /// drawn from the others); otherwise all are drawn from `S` uniformly.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sample_max: bool,
     /// Scaling rule `s(r)`.
     pub scaling: Scaling,
     /// Peak learning rate (AdamW), in `(0, 1]`.
@@ -67,6 +74,8 @@ impl Default for TrainConfig {
             head_mode: HeadMode::Joint,
             rank: 32,
             ranks: vec![1, 2, 4, 8, 16, 32],
+            rank_samples: None,
+            sample_max: false,
             scaling: Scaling::Sqrt,
             lr: 1e-3,
             weight_decay: 0.0,
@@ -82,11 +91,22 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// With `method`.
+    /// With `method`; `matryoshka-sampled` draws
+    /// [`DEFAULT_RANK_SAMPLES`](Self::DEFAULT_RANK_SAMPLES) ranks per step unless
+    /// `rank_samples` says otherwise, and other methods carry no sampling settings.
     pub fn with_method(mut self, method: TrainMethod) -> Self {
         self.method = method;
+        if method == TrainMethod::MatryoshkaSampled {
+            self.rank_samples.get_or_insert(Self::DEFAULT_RANK_SAMPLES);
+        } else {
+            self.rank_samples = None;
+            self.sample_max = false;
+        }
         self
     }
+
+    /// Ranks `matryoshka-sampled` draws per step when not told.
+    pub const DEFAULT_RANK_SAMPLES: usize = 2;
 
     /// With maximum rank `R` and `S` the powers of two up to `R` (the
     /// reference's rank set). Errors on `R = 0`.
@@ -126,6 +146,24 @@ impl TrainConfig {
     /// device; the error names the setting at fault.
     pub fn validate(&self) -> Result<(), RunError> {
         self.adapter_config()?;
+        match (self.method, self.rank_samples) {
+            (TrainMethod::MatryoshkaSampled, None) => {
+                return Err(RunError::invalid(
+                    Setting::RankSamples,
+                    "matryoshka-sampled needs the number of ranks drawn per step",
+                ));
+            }
+            (TrainMethod::MatryoshkaSampled, Some(m)) if m == 0 || m > self.ranks.len() => {
+                return Err(RunError::invalid(
+                    Setting::RankSamples,
+                    format!(
+                        "must be in 1..={} (the ranks of S), got {m}",
+                        self.ranks.len()
+                    ),
+                ));
+            }
+            _ => {}
+        }
         for (setting, value) in [
             (Setting::Batch, self.batch),
             (Setting::EvalBatch, self.eval_batch),

@@ -24,6 +24,8 @@ pub enum Setting {
     Rank,
     /// Nested ranks `S`.
     Ranks,
+    /// Ranks drawn per step by `matryoshka-sampled`.
+    RankSamples,
     /// Scaling rule.
     Scaling,
     /// Peak learning rate.
@@ -59,6 +61,7 @@ impl Setting {
             Self::HeadMode => "head_mode",
             Self::Rank => "rank",
             Self::Ranks => "ranks",
+            Self::RankSamples => "rank_samples",
             Self::Scaling => "scaling",
             Self::Lr => "lr",
             Self::WeightDecay => "weight_decay",

@@ -4,7 +4,7 @@
 use super::metrics::Divergence;
 use super::model::{RankedBatchOutput, TaskModel};
 use super::objective::TrainMethod;
-use crate::adapter::{ActiveRank, AdaptedModule, RankSampler, RankSet};
+use crate::adapter::{ActiveRank, AdaptedModule, RankSampler, RankSet, RankSubsetSampler};
 use burn::module::Module;
 use burn::prelude::*;
 use burn::train::Interrupter;
@@ -25,6 +25,8 @@ pub struct StepPlan {
     /// DyLoRA's seeded rank sampler (shared by clones of the model, so every
     /// step draws the next rank of one sequence).
     pub sampler: Arc<Mutex<RankSampler>>,
+    /// `matryoshka-sampled`'s seeded draw of `m` ranks per step.
+    pub subsets: Option<Arc<Mutex<RankSubsetSampler>>>,
     /// Counts steps and stops training at a non-finite loss.
     pub guard: StepGuard,
 }
@@ -50,8 +52,24 @@ impl StepPlan {
                 set,
                 seed,
             ))),
+            subsets: None,
             guard: StepGuard::default(),
         }
+    }
+
+    /// With `matryoshka-sampled`'s draw of `m` ranks per step (`R` always
+    /// among them with `always_max`), seeded by `seed`.
+    pub fn with_rank_samples(
+        mut self,
+        set: &RankSet,
+        m: usize,
+        always_max: bool,
+        seed: u64,
+    ) -> Self {
+        self.subsets = Some(Arc::new(Mutex::new(RankSubsetSampler::new(
+            set, m, always_max, seed,
+        ))));
+        self
     }
 
     /// The plan as it stands after `steps` training steps: the step count set,
@@ -60,6 +78,11 @@ impl StepPlan {
         if let Ok(mut sampler) = self.sampler.lock() {
             for _ in 0..steps {
                 sampler.draw();
+            }
+        }
+        if let Some(Ok(mut subsets)) = self.subsets.as_ref().map(|s| s.lock()) {
+            for _ in 0..steps {
+                subsets.draw();
             }
         }
         self.guard.steps.store(steps, Ordering::SeqCst);
@@ -207,21 +230,29 @@ impl<T: TaskModel> RankedLearnerModel<T> {
                 }
                 None => (self.task.forward_batch(batch).loss, None),
             },
-            TrainMethod::MatryoshkaExact => {
-                let n = self.plan.ranks.len() as f64;
-                let loss = self
+            TrainMethod::MatryoshkaExact => (self.mean_loss(&self.plan.ranks, batch), None),
+            TrainMethod::MatryoshkaSampled => {
+                let ranks = self
                     .plan
-                    .ranks
-                    .iter()
-                    .map(|&k| self.at_rank(k).forward_batch(batch).loss)
-                    .reduce(|a, b| a + b)
-                    .map(|sum| sum / n);
-                (
-                    loss.unwrap_or_else(|| self.task.forward_batch(batch).loss),
-                    None,
-                )
+                    .subsets
+                    .as_ref()
+                    .and_then(|s| s.lock().ok().map(|mut s| s.draw()))
+                    .unwrap_or_else(|| self.plan.ranks.clone());
+                (self.mean_loss(&ranks, batch), None)
             }
         }
+    }
+
+    /// The mean of the nested models' losses at `ranks` (the model's own
+    /// loss when there are none).
+    fn mean_loss(&self, ranks: &[usize], batch: &T::Batch) -> Tensor<1> {
+        let n = ranks.len() as f64;
+        ranks
+            .iter()
+            .map(|&k| self.at_rank(k).forward_batch(batch).loss)
+            .reduce(|a, b| a + b)
+            .map(|sum| sum / n)
+            .unwrap_or_else(|| self.task.forward_batch(batch).loss)
     }
 
     /// Loss and score at every rank of the plan.

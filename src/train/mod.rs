@@ -17,6 +17,7 @@
 //! ```
 
 mod checkpointing;
+mod comparison;
 mod config;
 mod error;
 mod fit;
@@ -32,6 +33,7 @@ mod task;
 mod timing;
 
 pub use checkpointing::{AdapterStateCheckpointer, TRAINING_DIR, TrainingState, last_checkpoint};
+pub use comparison::{ComparePlan, ComparedRun, Comparison, MethodSummary, PairSummary};
 pub use config::TrainConfig;
 pub use error::{BoxError, RunError, Setting};
 pub use fit::{FitCheckpoints, FitError, FitOptions, FitResult, evaluate, fit};
@@ -43,7 +45,7 @@ pub use metrics::{
 pub use model::{RankedBatchOutput, TaskModel};
 pub use objective::{HeadMode, ParseError, TrainMethod};
 pub use progress::{ProgressRenderer, QuietRenderer};
-pub use runner::{RunOutcome, Runner, save_plots};
+pub use runner::{RunOutcome, Runner, save_plots, write_plots};
 pub use schedule::LinearWarmupDecay;
 pub use segments::{EpochEndLoader, Segments, StepLoader};
 pub use task::{RankMetrics, Task, TaskData};

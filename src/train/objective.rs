@@ -20,16 +20,21 @@ pub enum TrainMethod {
     /// The exact Matryoshka objective: the mean of the nested models' losses
     /// over `S` (`|S|` forward passes per step).
     MatryoshkaExact,
+    /// The exact objective estimated each step from `m` ranks drawn from `S`
+    /// (`TrainConfig::rank_samples`): the mean of their nested models'
+    /// losses, `m` passes per step.
+    MatryoshkaSampled,
 }
 
 impl TrainMethod {
     /// Every method, in [`TrainMethod::index`] order.
-    pub const ALL: [TrainMethod; 5] = [
+    pub const ALL: [TrainMethod; 6] = [
         Self::Lora,
         Self::Dylora,
         Self::DyloraOriginal,
         Self::Matryoshka,
         Self::MatryoshkaExact,
+        Self::MatryoshkaSampled,
     ];
 
     /// The method's position in [`TrainMethod::ALL`]. An exhaustive match: a
@@ -41,6 +46,7 @@ impl TrainMethod {
             Self::DyloraOriginal => 2,
             Self::Matryoshka => 3,
             Self::MatryoshkaExact => 4,
+            Self::MatryoshkaSampled => 5,
         }
     }
 
@@ -52,7 +58,9 @@ impl TrainMethod {
             Self::DyloraOriginal => AdapterMethod::DyLora {
                 variant: DyLoraVariant::Original,
             },
-            Self::Matryoshka | Self::MatryoshkaExact => AdapterMethod::matryoshka(),
+            Self::Matryoshka | Self::MatryoshkaExact | Self::MatryoshkaSampled => {
+                AdapterMethod::matryoshka()
+            }
         }
     }
 
@@ -64,6 +72,7 @@ impl TrainMethod {
             Self::DyloraOriginal => "dylora-original",
             Self::Matryoshka => "matryoshka",
             Self::MatryoshkaExact => "matryoshka-exact",
+            Self::MatryoshkaSampled => "matryoshka-sampled",
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::io::checkpoint::{
 use crate::io::manifest::{clear_manifest, verify_manifest, write_manifest};
 use crate::io::peft::PeftAdapter;
 use crate::io::{sync_parent, write_atomic};
-use crate::report::{Report, RunConfig, peak_rss_mb, reset_peak_rss};
+use crate::report::{RankWithin, Report, RunConfig, peak_rss_mb, reset_peak_rss};
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::InMemDataset;
 use burn::module::{Module, ParamId};
@@ -70,6 +70,7 @@ pub struct Runner<T: Task> {
     step_limit: Option<usize>,
     interrupter: Interrupter,
     init: Option<PathBuf>,
+    tolerance: f64,
 }
 
 /// Where and how often a runner checkpoints, and whether it resumes.
@@ -141,6 +142,7 @@ impl<T: Task> Runner<T> {
             step_limit: None,
             interrupter: Interrupter::new(),
             init: None,
+            tolerance: RankWithin::DEFAULT_TOLERANCE,
         })
     }
 
@@ -195,6 +197,18 @@ impl<T: Task> Runner<T> {
         self.interrupter.clone()
     }
 
+    /// The tolerance (points of the curve metric) of each report's
+    /// `smallest_rank_within` (default 1.0).
+    pub fn tolerance(mut self, tolerance: f64) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// The tolerance of each report's `smallest_rank_within`.
+    pub fn report_tolerance(&self) -> f64 {
+        self.tolerance
+    }
+
     /// The task.
     pub fn task(&self) -> &T {
         &self.task
@@ -223,7 +237,11 @@ impl<T: Task> Runner<T> {
     }
 
     fn method_run(&self, method: TrainMethod) -> Result<MethodRun, RunError> {
-        let config = self.config.clone().with_method(method);
+        Self::run_of(self.config.clone().with_method(method))
+    }
+
+    /// The per-run part of `config`, validated.
+    fn run_of(config: TrainConfig) -> Result<MethodRun, RunError> {
         config.validate()?;
         Ok(MethodRun {
             ranks: config.rank_set()?,
@@ -329,16 +347,25 @@ impl<T: Task> Runner<T> {
         data: &TaskData<T::Item, T::Meta>,
     ) -> Result<RunOutcome<T::Model>, RunError> {
         let dir = self.checkpoints.as_ref().map(|c| c.dir.clone());
-        self.train_method(self.config.method, data, dir.as_deref())
+        self.train_run(self.method_run(self.config.method)?, data, dir.as_deref())
     }
 
-    fn train_method(
+    /// Trains the run `config` (this runner's settings with another method,
+    /// seed, learning rate or head mode) and evaluates every rank of `S`.
+    pub fn train_with(
         &self,
-        method: TrainMethod,
+        config: TrainConfig,
+        data: &TaskData<T::Item, T::Meta>,
+    ) -> Result<RunOutcome<T::Model>, RunError> {
+        self.train_run(Self::run_of(config)?, data, None)
+    }
+
+    fn train_run(
+        &self,
+        run: MethodRun,
         data: &TaskData<T::Item, T::Meta>,
         run_dir: Option<&Path>,
     ) -> Result<RunOutcome<T::Model>, RunError> {
-        let run = self.method_run(method)?;
         let config = &run.config;
         if data.train.is_empty() {
             return Err(RunError::Failed(
@@ -444,8 +471,11 @@ impl<T: Task> Runner<T> {
             ..FitOptions::default()
         };
         let done_before = segments.steps_before(start);
-        let mut plan =
-            StepPlan::new(config.method, &run.ranks, config.seed).after_steps(done_before);
+        let mut plan = StepPlan::new(config.method, &run.ranks, config.seed);
+        if let (TrainMethod::MatryoshkaSampled, Some(m)) = (config.method, config.rank_samples) {
+            plan = plan.with_rank_samples(&run.ranks, m, config.sample_max, config.seed);
+        }
+        let mut plan = plan.after_steps(done_before);
         plan.guard.interrupter = self.interrupter.clone();
         plan.guard.limit = self.step_limit;
         let train: Arc<dyn DataLoader<<T::Model as TaskModel>::Batch>> = Arc::new(StepLoader::new(
@@ -587,7 +617,17 @@ impl<T: Task> Runner<T> {
         model: T::Model,
         data: &TaskData<T::Item, T::Meta>,
     ) -> Result<Report, RunError> {
-        let run = self.method_run(self.config.method)?;
+        self.evaluate_with(self.config.clone(), model, data)
+    }
+
+    /// [`Runner::evaluate`] of a model trained with the run `config`.
+    pub fn evaluate_with(
+        &self,
+        config: TrainConfig,
+        model: T::Model,
+        data: &TaskData<T::Item, T::Meta>,
+    ) -> Result<Report, RunError> {
+        let run = Self::run_of(config)?;
         reset_peak_rss();
         let device = self.device()?;
         let model = model.fork(&device);
@@ -771,6 +811,7 @@ impl<T: Task> Runner<T> {
         })?;
         let (aurac_log2, aurac_linear) =
             aurac_both(run.ranks.ranks(), curve).map_err(|e| RunError::Failed(e.into()))?;
+        let smallest_rank_within = RankWithin::of(run.ranks.ranks(), curve, self.tolerance);
         Ok(Report {
             task: self.task.name().to_string(),
             method: config.method,
@@ -787,6 +828,7 @@ impl<T: Task> Runner<T> {
             ms_per_step: timing.ms_per_step,
             eval_seconds: timing.eval_seconds,
             peak_rss_mb: peak_rss_mb(),
+            smallest_rank_within,
             task_info: self.task.describe(meta),
             config: RunConfig {
                 train: config.clone(),
@@ -816,7 +858,7 @@ impl<T: Task> Runner<T> {
         for &method in methods {
             let run = || -> Result<Report, RunError> {
                 let dir = self.checkpoints.as_ref().map(|c| c.dir.join(method.name()));
-                let outcome = self.train_method(method, data, dir.as_deref())?;
+                let outcome = self.train_run(self.method_run(method)?, data, dir.as_deref())?;
                 if let Some(dir) = out {
                     self.save(
                         &dir.join(method.name()),
@@ -897,10 +939,18 @@ fn create_dir(dir: &Path) -> Result<(), RunError> {
 
 /// `curve.png` and `curve.svg` of `reports` in `dir`, each written atomically.
 pub fn save_plots(dir: &Path, reports: &[Report]) -> Result<(), RunError> {
+    write_plots(dir, |path| crate::plot::plot_reports(reports, path))
+}
+
+/// `curve.png` and `curve.svg` drawn by `draw` in `dir`, each written atomically.
+pub fn write_plots(
+    dir: &Path,
+    draw: impl Fn(&Path) -> Result<(), crate::plot::PlotError>,
+) -> Result<(), RunError> {
     for ext in ["png", "svg"] {
         let path = dir.join(format!("curve.{ext}"));
         let tmp = dir.join(format!(".curve.tmp-{}.{ext}", std::process::id()));
-        crate::plot::plot_reports(reports, &tmp).map_err(|e| RunError::write(&path, e))?;
+        draw(&tmp).map_err(|e| RunError::write(&path, e))?;
         let durable = std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .and_then(|_| std::fs::rename(&tmp, &path))

@@ -6,7 +6,7 @@ use super::failure::{Failure, bad};
 use super::output::print_table;
 use clap::{Args, Parser, Subcommand};
 use matryoshka_lora::BackendKind;
-use matryoshka_lora::report::Report;
+use matryoshka_lora::report::{RankWithin, Report};
 use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask};
 use matryoshka_lora::train::{HeadMode, Runner, TrainConfig, TrainMethod};
 use matryoshka_lora::{RankSet, Scaling};
@@ -55,6 +55,9 @@ pub enum Command {
         /// upgrade a run saved as adapter.bpk by an earlier version).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Report the smallest rank within this many points of the best rank's accuracy.
+        #[arg(long, default_value_t = RankWithin::DEFAULT_TOLERANCE)]
+        tolerance: f64,
         #[command(flatten)]
         print: PrintArgs,
     },
@@ -69,6 +72,18 @@ pub enum Command {
         /// Methods to compare (overrides the default list).
         #[arg(long, value_delimiter = ',')]
         methods: Option<Vec<TrainMethod>>,
+        /// Run every method with each seed; summarise mean ± std and paired
+        /// differences over them.
+        #[arg(long, value_delimiter = ',')]
+        seeds: Option<Vec<u64>>,
+        /// Learning rates tried per method and seed; the one with the best
+        /// validation AURAC is kept (validation rows from the training rows).
+        #[arg(long, value_delimiter = ',')]
+        lrs: Option<Vec<f64>>,
+        /// Validation rows for choosing the learning rate: the last N training
+        /// rows [default: a fifth of them, at most 500].
+        #[arg(long)]
+        val_n: Option<usize>,
         #[command(flatten)]
         out: OutArgs,
     },
@@ -167,7 +182,7 @@ pub struct BenchRtArgs {
     /// Untimed steps first.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
-    /// lora, dylora, dylora-original, matryoshka or matryoshka-exact.
+    /// lora, dylora, dylora-original, matryoshka, matryoshka-exact or matryoshka-sampled.
     #[arg(long, default_value_t = DEFAULTS.method)]
     pub method: TrainMethod,
     /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
@@ -182,6 +197,15 @@ pub struct BenchRtArgs {
     /// Keep only the first N encoder layers.
     #[arg(long)]
     pub layers: Option<usize>,
+    /// Training batch size [default: the RT protocol's, 32].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// matryoshka-sampled: ranks of S drawn per step (default 2).
+    #[arg(long, value_name = "M")]
+    pub rank_samples: Option<usize>,
+    /// matryoshka-sampled: R is always one of the drawn ranks.
+    #[arg(long)]
+    pub sample_max: bool,
     #[command(flatten)]
     pub print: PrintArgs,
 }
@@ -247,18 +271,25 @@ pub struct DataOverrides {
 pub struct RunArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// lora, dylora, dylora-original, matryoshka or matryoshka-exact.
+    /// lora, dylora, dylora-original, matryoshka, matryoshka-exact or matryoshka-sampled.
     #[arg(long, default_value_t = DEFAULTS.method)]
     pub method: TrainMethod,
     /// joint (head and adapters together) or probe (linear-probe epoch, then adapters only).
-    #[arg(long, default_value_t = DEFAULTS.head_mode)]
-    pub head_mode: HeadMode,
+    /// (compare: a comma-separated list, each with every method)
+    #[arg(long, value_delimiter = ',', default_value = "joint")]
+    pub head_mode: Vec<HeadMode>,
     /// Maximum rank R.
     #[arg(long, default_value_t = DEFAULTS.rank)]
     pub rank: usize,
     /// Nested ranks S, ascending (default: powers of two up to R).
     #[arg(long, value_delimiter = ',')]
     pub ranks: Option<Vec<usize>>,
+    /// matryoshka-sampled: ranks of S drawn per step (default 2).
+    #[arg(long, value_name = "M")]
+    pub rank_samples: Option<usize>,
+    /// matryoshka-sampled: R is always one of the drawn ranks.
+    #[arg(long)]
+    pub sample_max: bool,
     /// none, rank, sqrt or alpha:A.
     #[arg(long, default_value_t = DEFAULTS.scaling)]
     pub scaling: Scaling,
@@ -296,6 +327,9 @@ pub struct RunArgs {
     /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
     #[arg(long, default_value_t = DEFAULTS.backend)]
     pub backend: BackendKind,
+    /// Report the smallest rank within this many points of the best rank's accuracy.
+    #[arg(long, default_value_t = RankWithin::DEFAULT_TOLERANCE)]
+    pub tolerance: f64,
     /// With --out: also checkpoint every N steps (always at each epoch end),
     /// so an interrupted run loses at most N steps (`train --resume DIR`).
     #[arg(long, value_name = "N")]
@@ -307,7 +341,7 @@ pub struct RunArgs {
 }
 
 /// The flags that shape a run, which `--resume` takes from the run itself.
-pub const RUN_FLAGS: [&str; 29] = [
+pub const RUN_FLAGS: [&str; 32] = [
     "model",
     "data",
     "test_data",
@@ -322,6 +356,8 @@ pub const RUN_FLAGS: [&str; 29] = [
     "head_mode",
     "rank",
     "ranks",
+    "rank_samples",
+    "sample_max",
     "scaling",
     "targets",
     "layers",
@@ -335,6 +371,7 @@ pub const RUN_FLAGS: [&str; 29] = [
     "seed",
     "backend",
     "checkpoint_every",
+    "tolerance",
     "init_adapter",
     "out",
 ];
@@ -400,6 +437,27 @@ impl DataOverrides {
     }
 }
 
+/// `--rank-samples`/`--sample-max` only mean something to matryoshka-sampled:
+/// given without it among `methods`, they are an error, not ignored.
+pub fn check_sampled_flags(
+    methods: &[TrainMethod],
+    rank_samples: Option<usize>,
+    sample_max: bool,
+) -> Result<(), Failure> {
+    if methods.contains(&TrainMethod::MatryoshkaSampled) {
+        return Ok(());
+    }
+    let flag = match (rank_samples, sample_max) {
+        (Some(_), _) => "--rank-samples",
+        (None, true) => "--sample-max",
+        (None, false) => return Ok(()),
+    };
+    Err(bad(
+        flag,
+        "applies to --method matryoshka-sampled only (add it to the methods, or drop the flag)",
+    ))
+}
+
 impl RunArgs {
     /// The task's and the training settings these flags give.
     pub fn settings(&self) -> Result<(ClassifyConfig, TrainConfig), Failure> {
@@ -416,9 +474,20 @@ impl RunArgs {
         let train = TrainConfig {
             targets: self.targets.clone(),
             method: self.method,
-            head_mode: self.head_mode,
+            head_mode: match self.head_mode.as_slice() {
+                [one] => *one,
+                [] => DEFAULTS.head_mode,
+                _ => {
+                    return Err(bad(
+                        "--head-mode",
+                        "train takes one head mode (compare takes several)",
+                    ));
+                }
+            },
             rank: self.rank,
             ranks,
+            rank_samples: self.rank_samples,
+            sample_max: self.sample_max,
             scaling: self.scaling,
             lr: self.lr,
             weight_decay: self.weight_decay,
@@ -430,6 +499,13 @@ impl RunArgs {
             seed: self.seed,
             backend: self.backend,
         };
+        // The method's own sampling settings (matryoshka-sampled's default m).
+        let sampled_settings = (train.rank_samples, train.sample_max);
+        let mut train = train.with_method(self.method);
+        if self.method != TrainMethod::MatryoshkaSampled && sampled_settings != (None, false) {
+            // kept for a comparison that includes matryoshka-sampled
+            (train.rank_samples, train.sample_max) = sampled_settings;
+        }
         Ok((task, train))
     }
 
@@ -443,7 +519,12 @@ impl RunArgs {
             return Err(bad("--checkpoint-every", "must be at least 1"));
         }
         let (task, train) = self.settings()?;
-        let mut runner = Runner::new(ClassifyTask::new(task), train)?.quiet(quiet);
+        if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
+            return Err(bad("--tolerance", "must be a finite number >= 0"));
+        }
+        let mut runner = Runner::new(ClassifyTask::new(task), train)?
+            .quiet(quiet)
+            .tolerance(self.tolerance);
         if let Some(init) = &self.init_adapter {
             runner = runner.init_from(adapter_file(init));
         }

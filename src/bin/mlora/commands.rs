@@ -1,9 +1,11 @@
 //! One function per subcommand: settings from the flags, the library's
 //! runner and artifact functions, printing.
 
-use super::args::{BenchRtArgs, EvalDataArgs, OutArgs, PrintArgs, RunArgs};
+use super::args::{
+    BenchRtArgs, DEFAULTS, EvalDataArgs, OutArgs, PrintArgs, RunArgs, check_sampled_flags,
+};
 use super::failure::{Failure, bad, stopped};
-use super::output::print_data;
+use super::output::{print_comparison, print_data};
 use burn::train::Interrupter;
 use matryoshka_lora::BackendKind;
 use matryoshka_lora::io::{
@@ -12,7 +14,7 @@ use matryoshka_lora::io::{
 };
 use matryoshka_lora::report::{Report, RunConfig};
 use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask, RtBench};
-use matryoshka_lora::train::{Runner, Task, TrainConfig, TrainMethod, TrainingState};
+use matryoshka_lora::train::{ComparePlan, Runner, Task, TrainConfig, TrainMethod, TrainingState};
 use matryoshka_lora::{RankSet, Scaling};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -42,6 +44,7 @@ fn with_out(out: &OutArgs, work: impl FnOnce() -> Result<(), Failure>) -> Result
 }
 
 pub fn train_cmd(run: RunArgs, resume: Option<PathBuf>, out: OutArgs) -> Result<(), Failure> {
+    check_sampled_flags(&[run.method], run.rank_samples, run.sample_max)?;
     let quiet = out.print.quiet_progress();
     if let Some(dir) = resume {
         return resume_cmd(&dir, &out.print);
@@ -106,10 +109,18 @@ fn stop_on_ctrl_c(interrupter: Interrupter) {
     });
 }
 
+/// `compare`'s multi-seed flags.
+pub struct Seeds {
+    pub seeds: Option<Vec<u64>>,
+    pub lrs: Option<Vec<f64>>,
+    pub val_n: Option<usize>,
+}
+
 pub fn compare_cmd(
     run: RunArgs,
     exact: bool,
     methods: Option<Vec<TrainMethod>>,
+    seeds: Seeds,
     out: OutArgs,
 ) -> Result<(), Failure> {
     let mut methods = methods.unwrap_or_else(|| {
@@ -122,7 +133,11 @@ pub fn compare_cmd(
     if exact && !methods.contains(&TrainMethod::MatryoshkaExact) {
         methods.push(TrainMethod::MatryoshkaExact);
     }
+    check_sampled_flags(&methods, run.rank_samples, run.sample_max)?;
     let quiet = out.print.quiet_progress();
+    if seeds.seeds.is_some() || seeds.lrs.is_some() || run.head_mode.len() > 1 {
+        return compare_seeds_cmd(run, methods, seeds, out);
+    }
     let runner = run.runner(quiet, out.out.as_ref())?;
     stop_on_ctrl_c(runner.interrupter());
     with_out(&out, || {
@@ -154,12 +169,82 @@ pub fn compare_cmd(
     Ok(())
 }
 
+/// `compare --seeds/--lrs/--head-mode a,b`: every method, head mode and
+/// seed, the learning rate chosen on validation rows, mean ± std and paired
+/// differences.
+fn compare_seeds_cmd(
+    mut run: RunArgs,
+    methods: Vec<TrainMethod>,
+    seeds: Seeds,
+    out: OutArgs,
+) -> Result<(), Failure> {
+    let quiet = out.print.quiet_progress();
+    let head_modes = std::mem::take(&mut run.head_mode);
+    let plan = ComparePlan {
+        methods,
+        head_modes: if head_modes.is_empty() {
+            vec![DEFAULTS.head_mode]
+        } else {
+            head_modes
+        },
+        seeds: seeds.seeds.unwrap_or_else(|| vec![run.seed]),
+        lrs: seeds.lrs.unwrap_or_else(|| vec![run.lr]),
+        val_n: seeds.val_n,
+    };
+    // Checkpoints are per run; a comparison keeps whole runs instead.
+    let runner = run.runner(quiet, None)?;
+    stop_on_ctrl_c(runner.interrupter());
+    with_out(&out, || {
+        let started = Instant::now();
+        let data = runner.prepare()?;
+        if !quiet {
+            print_data(&data);
+        }
+        let comparison = runner
+            .compare_seeds(&plan, &data, out.out.as_deref(), |r| {
+                if !quiet {
+                    eprintln!(
+                        "{} ({}), seed {}, lr {}: AURAC log2 {:.2}% on {}{}",
+                        r.report.method,
+                        r.report.head_mode,
+                        r.report.seed,
+                        r.report.config.train.lr,
+                        r.report.aurac_log2,
+                        r.split,
+                        if r.chosen && r.val_aurac_log2.is_some() {
+                            " (chosen)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            })
+            .map_err(|e| stopped(e, out.out.as_deref()))?;
+        if out.print.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&comparison).unwrap_or_default()
+            );
+        } else if !out.print.quiet {
+            print_comparison(&comparison);
+            println!(
+                "total {:.1} s, peak RSS {:.0} MiB",
+                started.elapsed().as_secs_f64(),
+                matryoshka_lora::report::peak_rss_mb()
+            );
+        }
+        Ok(())
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn eval_cmd(
     adapter: PathBuf,
     overrides: EvalDataArgs,
     eval_batch: Option<usize>,
     backend: Option<BackendKind>,
     out: Option<PathBuf>,
+    tolerance: f64,
     print: PrintArgs,
 ) -> Result<(), Failure> {
     let saved = Report::read(&adapter.join(REPORT_FILE)).map_err(|e| bad("--adapter", e))?;
@@ -192,7 +277,9 @@ pub fn eval_cmd(
             eprintln!("note: {note}");
         }
     }
-    let runner = Runner::new(ClassifyTask::new(task), train)?.quiet(print.quiet_progress());
+    let runner = Runner::new(ClassifyTask::new(task), train)?
+        .quiet(print.quiet_progress())
+        .tolerance(tolerance);
     let data = runner.prepare()?;
     if !print.quiet {
         print_data(&data);
@@ -398,6 +485,7 @@ pub fn bench_rt_cmd(args: BenchRtArgs) -> Result<(), Failure> {
     if args.steps == 0 {
         return Err(bad("--steps", "must be at least 1"));
     }
+    check_sampled_flags(&[args.method], args.rank_samples, args.sample_max)?;
     let result = RtBench {
         steps: args.steps,
         warmup: args.warmup,
@@ -406,6 +494,9 @@ pub fn bench_rt_cmd(args: BenchRtArgs) -> Result<(), Failure> {
         model: args.model,
         test_n: args.test_n,
         layers: args.layers,
+        batch: args.batch,
+        rank_samples: args.rank_samples,
+        sample_max: args.sample_max,
     }
     .run()?;
     args.print.emit(&result, || {

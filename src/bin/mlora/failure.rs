@@ -18,6 +18,7 @@ pub fn flag(setting: Setting) -> &'static str {
         Setting::HeadMode => "--head-mode",
         Setting::Rank => "--rank",
         Setting::Ranks => "--ranks",
+        Setting::RankSamples => "--rank-samples",
         Setting::Scaling => "--scaling",
         Setting::Lr => "--lr",
         Setting::WeightDecay => "--weight-decay",

@@ -3,7 +3,7 @@
 use matryoshka_lora::data::TokenizedExample;
 use matryoshka_lora::report::Report;
 use matryoshka_lora::tasks::classify::ClassLabels;
-use matryoshka_lora::train::TaskData;
+use matryoshka_lora::train::{Comparison, MethodSummary, TaskData};
 
 pub fn print_table(reports: &[Report]) {
     let mut header = format!("{:>12}", "rank");
@@ -24,11 +24,15 @@ pub fn print_table(reports: &[Report]) {
     }
     println!("{}", "-".repeat(header.len()));
     type Row = (&'static str, fn(&Report) -> String);
-    let rows: [Row; 4] = [
+    let rows: [Row; 5] = [
         ("AURAC log2", |r| format!("{:.2}%", r.aurac_log2)),
         ("AURAC linear", |r| format!("{:.2}%", r.aurac_linear)),
         ("ms/step", |r| format!("{:.1}", r.ms_per_step)),
         ("eval s", |r| format!("{:.1}", r.eval_seconds)),
+        ("smallest k", |r| match &r.smallest_rank_within {
+            Some(w) => format!("{} ({:.2}%)", w.rank, w.value),
+            None => "-".into(),
+        }),
     ];
     for (name, f) in rows {
         let mut line = format!("{name:>12}");
@@ -61,4 +65,55 @@ pub fn print_data(data: &TaskData<TokenizedExample, ClassLabels>) {
         split(&data.train),
         split(&data.test)
     );
+}
+
+/// The multi-seed table: per rank and method, mean ± std over seeds; AURAC;
+/// the chosen learning rates; the paired verdicts.
+pub fn print_comparison(c: &Comparison) {
+    let width = 19;
+    let mut header = format!("{:>12}", "rank");
+    for m in &c.summary {
+        header.push_str(&format!(" | {:>width$}", m.label()));
+    }
+    println!("{header}");
+    println!("{}", "-".repeat(header.len()));
+    if let Some(first) = c.summary.first() {
+        for (i, k) in first.ranks.iter().enumerate() {
+            let mut line = format!("{k:>12}");
+            for m in &c.summary {
+                let cell = format!("{:.2} ± {:.2}", m.accuracy_mean[i], m.accuracy_std[i]);
+                line.push_str(&format!(" | {cell:>width$}"));
+            }
+            println!("{line}");
+        }
+    }
+    println!("{}", "-".repeat(header.len()));
+    let row = |name: &str, f: &dyn Fn(&MethodSummary) -> String| {
+        let mut line = format!("{name:>12}");
+        for m in &c.summary {
+            line.push_str(&format!(" | {:>width$}", f(m)));
+        }
+        println!("{line}");
+    };
+    row("AURAC log2", &|m| {
+        format!("{:.2} ± {:.2}", m.aurac_log2_mean, m.aurac_log2_std)
+    });
+    row("AURAC lin", &|m| {
+        format!("{:.2} ± {:.2}", m.aurac_linear_mean, m.aurac_linear_std)
+    });
+    row("smallest k", &|m| match &m.smallest_rank_within {
+        Some(w) => format!("{} ({:.2}%)", w.rank, w.value),
+        None => "-".into(),
+    });
+    row("lr chosen", &|m| {
+        m.lrs
+            .iter()
+            .map(|lr| format!("{lr:e}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    println!("seeds {:?}", c.plan.seeds);
+    for pair in &c.pairs {
+        println!("{}", pair.verdict);
+    }
 }

@@ -25,6 +25,12 @@ pub struct RtBench {
     pub test_n: usize,
     /// Keep only the first `n` encoder layers.
     pub layers: Option<usize>,
+    /// Training batch size (`None`: the protocol's 32).
+    pub batch: Option<usize>,
+    /// `matryoshka-sampled`: ranks drawn per step (`None`: the default).
+    pub rank_samples: Option<usize>,
+    /// `matryoshka-sampled`: `R` always drawn.
+    pub sample_max: bool,
 }
 
 /// What [`RtBench::run`] measured.
@@ -36,6 +42,11 @@ pub struct RtBenchResult {
     pub method: TrainMethod,
     /// The backend.
     pub backend: BackendKind,
+    /// `matryoshka-sampled`: ranks drawn per step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rank_samples: Option<usize>,
+    /// `matryoshka-sampled`: `R` always drawn.
+    pub sample_max: bool,
     /// Threads of rayon's pool (the CPU backends and the fused kernels share it).
     pub threads: usize,
     /// Untimed steps.
@@ -64,11 +75,15 @@ impl RtBench {
         if self.steps == 0 {
             return Err(RunError::Failed("steps must be at least 1".into()));
         }
+        let defaults = TrainConfig::default();
         let train = TrainConfig {
-            method: self.method,
             backend: self.backend,
-            ..TrainConfig::default()
-        };
+            batch: self.batch.unwrap_or(defaults.batch),
+            rank_samples: self.rank_samples,
+            sample_max: self.sample_max,
+            ..defaults
+        }
+        .with_method(self.method);
         let mut task = ClassifyConfig::rt_protocol(&self.model);
         task.layers = self.layers;
         task.train_n = Some(train.batch * (self.steps + self.warmup));
@@ -84,6 +99,8 @@ impl RtBench {
             bench: "rt",
             method: outcome.report.method,
             backend: self.backend,
+            rank_samples: runner.config().rank_samples,
+            sample_max: runner.config().sample_max,
             threads: rayon::current_num_threads(),
             warmup: self.warmup,
             steps: self.steps,
