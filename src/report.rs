@@ -240,7 +240,9 @@ mod tests {
         let dylora = [76.2, 77.2, 78.4, 77.8, 77.7, 76.4];
         let w = RankWithin::of(&ranks, &dylora, 2.2).unwrap();
         assert_eq!((w.rank, w.best_rank, w.best_value), (1, 4, 78.4));
-        assert_eq!(RankWithin::of(&ranks, &dylora, 1.0).unwrap().rank, 2);
+        // rank 2 (77.2) is 1.2 below the best: outside 1.0, inside 1.3
+        assert_eq!(RankWithin::of(&ranks, &dylora, 1.0).unwrap().rank, 4);
+        assert_eq!(RankWithin::of(&ranks, &dylora, 1.3).unwrap().rank, 2);
         assert!(RankWithin::of(&[], &[], 1.0).is_none());
         assert!(RankWithin::of(&[1, 2], &[f64::NAN, 1.0], 1.0).is_none());
     }

@@ -22,6 +22,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     written
 }
 
+/// Gives a file written by a library that creates it private (burn's
+/// safetensors store: mode 0600) the permissions of the crate's other
+/// outputs (0644 on Unix), so a saved run can be shared like its report.
+pub fn make_readable(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
+}
+
 /// Flushes the directory holding `path` (so a rename into it is durable).
 pub fn sync_parent(path: &Path) -> std::io::Result<()> {
     match path.parent() {
@@ -64,5 +80,18 @@ mod tests {
         assert!(dir.join("a/b").is_dir());
         assert!(ensure_writable_dir(&path.join("under-a-file")).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_become_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("mlora-private-{}", std::process::id()));
+        std::fs::write(&path, b"x").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        make_readable(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        let _ = std::fs::remove_file(&path);
     }
 }

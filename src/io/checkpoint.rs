@@ -2,7 +2,7 @@
 //! (a head), never the frozen base, as safetensors with metadata that says
 //! what they were trained with; the metadata is checked when they are loaded.
 
-use super::atomic::{sync_parent, temp_path};
+use super::atomic::{make_readable, sync_parent, temp_path};
 use crate::adapter::{ADAPTER_STATE, ActiveRank, AdaptedModule, Scaling};
 use crate::train::TrainMethod;
 use burn::module::{Module, ParamGroup};
@@ -191,7 +191,8 @@ pub fn save_adapter<M: Module>(
         .save_into(&mut store)
         .map_err(|e| io(&e))
         .and_then(|_| {
-            std::fs::File::open(&tmp)
+            make_readable(&tmp)
+                .and_then(|_| std::fs::File::open(&tmp))
                 .and_then(|f| f.sync_all())
                 .map_err(|e| io(&e))
         })
