@@ -23,6 +23,7 @@ def main():
     ap.add_argument("--runs", required=True, type=Path)
     ap.add_argument("--costs", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path, help="path without extension")
+    ap.add_argument("--png", type=Path, help="also a PNG here (for a quick look)")
     args = ap.parse_args()
     costs = json.loads(args.costs.read_text())
     rows = []
@@ -69,6 +70,8 @@ def main():
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(args.out.with_suffix(".svg"))
+    if args.png:
+        fig.savefig(args.png, dpi=90)
     print(json.dumps(rows, indent=1))
 
 
