@@ -8,11 +8,11 @@
 //! weights in the checkpoint and the module in adapter targets, so adapters
 //! need no per-model name lists.
 
-use super::weights::{LoadError, WeightFiles};
+use super::weights::{LoadError, TensorSource};
 use crate::adapter::{AdaptableLinear, Injection};
 use crate::kernels::FusedLayerNorm;
 use burn::module::Param;
-use burn::nn::{Embedding, Linear};
+use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::prelude::*;
 
 /// A position in a checkpoint's module tree, and what to load there.
@@ -32,15 +32,17 @@ use burn::prelude::*;
 /// ```
 #[derive(Clone)]
 pub struct ModuleLoader<'a> {
-    weights: &'a WeightFiles,
+    weights: &'a dyn TensorSource,
     device: &'a Device,
     prefix: String,
     injection: Option<&'a Injection>,
 }
 
 impl<'a> ModuleLoader<'a> {
-    /// A loader at the root of `weights`, building on `device`, without adapters.
-    pub fn new(weights: &'a WeightFiles, device: &'a Device) -> Self {
+    /// A loader at the root of `weights` (a [`WeightFiles`](super::WeightFiles)
+    /// checkpoint or [`RandomWeights`](super::RandomWeights)), building on
+    /// `device`, without adapters.
+    pub fn new(weights: &'a dyn TensorSource, device: &'a Device) -> Self {
         Self {
             weights,
             device,
@@ -147,6 +149,14 @@ impl<'a> ModuleLoader<'a> {
         Ok(FusedLayerNorm {
             gamma: at.tensor("weight", [d])?,
             beta: at.tensor("bias", [d])?,
+            epsilon: eps,
+        })
+    }
+
+    /// The frozen `RmsNorm` `name` from `{name}.weight` `[d]`.
+    pub fn rms_norm(&self, name: &str, d: usize, eps: f64) -> Result<RmsNorm, LoadError> {
+        Ok(RmsNorm {
+            gamma: self.pp(name).tensor("weight", [d])?,
             epsilon: eps,
         })
     }

@@ -1,11 +1,15 @@
-//! Model families loaded from Hugging Face directories, and the weight
-//! loading they share: the safetensors reader ([`WeightFiles`]: one file or
-//! shards, f32/f16/bf16) and the path-composing [`ModuleLoader`] that attaches
+//! Model families loaded from Hugging Face directories (BERT encoders,
+//! Llama-family decoders), and the weight loading they share: the
+//! safetensors reader ([`WeightFiles`]: one file or shards, f32/f16/bf16),
+//! seeded [`RandomWeights`] for models without a checkpoint, and the path-composing [`ModuleLoader`] that attaches
 //! adapters through one [`Injection`](crate::Injection).
 
 pub mod bert;
+pub mod llama;
 mod loader;
+mod random;
 mod weights;
 
 pub use loader::ModuleLoader;
-pub use weights::{LoadError, SHARD_INDEX, SINGLE_FILE, WeightFiles};
+pub use random::RandomWeights;
+pub use weights::{LoadError, SHARD_INDEX, SINGLE_FILE, TensorSource, WeightFiles};

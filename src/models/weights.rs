@@ -107,6 +107,25 @@ impl LoadError {
     }
 }
 
+/// Where a [`ModuleLoader`](super::ModuleLoader) gets its tensors: a
+/// checkpoint on disk ([`WeightFiles`]) or seeded random values
+/// ([`RandomWeights`](super::RandomWeights), for benchmarks without weights).
+pub trait TensorSource: Sync {
+    /// Whether the source holds the tensor `name`.
+    fn contains(&self, name: &str) -> bool;
+    /// The tensor `name` as f32 values (row-major), checked against `expected` shape.
+    fn read_f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, LoadError>;
+}
+
+impl TensorSource for WeightFiles {
+    fn contains(&self, name: &str) -> bool {
+        WeightFiles::contains(self, name)
+    }
+    fn read_f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, LoadError> {
+        WeightFiles::read_f32(self, name, expected)
+    }
+}
+
 /// One safetensors file held in memory with its parsed header.
 struct SafetensorsFile {
     path: PathBuf,

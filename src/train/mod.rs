@@ -45,7 +45,7 @@ pub use metrics::{
 pub use model::{RankedBatchOutput, TaskModel};
 pub use objective::{HeadMode, ParseError, TrainMethod};
 pub use progress::{ProgressRenderer, QuietRenderer};
-pub use runner::{RunOutcome, Runner, save_plots, write_plots};
+pub use runner::{BaseReport, RunOutcome, Runner, save_plots, write_plots};
 pub use schedule::LinearWarmupDecay;
 pub use segments::{EpochEndLoader, Segments, StepLoader};
 pub use task::{RankMetrics, Task, TaskData};

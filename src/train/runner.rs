@@ -250,6 +250,14 @@ impl<T: Task> Runner<T> {
         })
     }
 
+    /// `config` with this runner's (resolved) targets when it names none.
+    fn resolved(&self, mut config: TrainConfig) -> TrainConfig {
+        if config.targets.is_none() {
+            config.targets = self.config.targets.clone();
+        }
+        config
+    }
+
     fn targets(config: &TrainConfig) -> Targets {
         Targets::names(
             config
@@ -357,7 +365,7 @@ impl<T: Task> Runner<T> {
         config: TrainConfig,
         data: &TaskData<T::Item, T::Meta>,
     ) -> Result<RunOutcome<T::Model>, RunError> {
-        self.train_run(Self::run_of(config)?, data, None)
+        self.train_run(Self::run_of(self.resolved(config))?, data, None)
     }
 
     fn train_run(
@@ -627,7 +635,7 @@ impl<T: Task> Runner<T> {
         model: T::Model,
         data: &TaskData<T::Item, T::Meta>,
     ) -> Result<Report, RunError> {
-        let run = Self::run_of(config)?;
+        let run = Self::run_of(self.resolved(config))?;
         reset_peak_rss();
         let device = self.device()?;
         let model = model.fork(&device);
@@ -653,6 +661,52 @@ impl<T: Task> Runner<T> {
                 eval_seconds,
             },
         )
+    }
+
+    /// Evaluates the task's base model alone, without an adapter (the
+    /// number to beat): the teacher-forced loss and score over the
+    /// evaluation examples and the task's own metrics, each once. (The model
+    /// is built with fresh rank-1 adapters, whose `B = 0` adds exactly
+    /// nothing; the runner's `R` and `S` play no part.)
+    pub fn evaluate_base(&self, data: &TaskData<T::Item, T::Meta>) -> Result<BaseReport, RunError> {
+        let run = Self::run_of(self.config.clone().with_max_rank(1)?)?;
+        reset_peak_rss();
+        let device = self.device()?;
+        let model = self.build_model_for(&run, &data.meta, &device)?;
+        let rank = run.config.rank;
+        let single = RankSet::single(rank).map_err(|e| RunError::invalid(Setting::Rank, e))?;
+        let scratch = Scratch::new();
+        let started = Instant::now();
+        let evaluation = evaluate(
+            model.clone(),
+            &single,
+            self.loader(&data.test, run.config.eval_batch, None, &device),
+            &scratch.0,
+            self.renderer("base", run.config.eval_batch),
+        )?;
+        let extra = self.evaluate_hooks(&model, &single, data)?;
+        let mut per_rank = BTreeMap::new();
+        per_rank.insert("loss".to_string(), evaluation.loss);
+        per_rank.insert(self.task.score_name().to_string(), evaluation.score);
+        for (name, value) in extra.into_iter().flatten() {
+            per_rank.insert(name, vec![value]);
+        }
+        self.task.finish_metrics(&mut per_rank);
+        Ok(BaseReport {
+            task: self.task.name().to_string(),
+            ranks: Vec::new(),
+            base: per_rank
+                .into_iter()
+                .filter_map(|(name, values)| Some((format!("base_{name}"), *values.first()?)))
+                .collect(),
+            eval_seconds: started.elapsed().as_secs_f64(),
+            peak_rss_mb: peak_rss_mb(),
+            examples: data.test.len(),
+            config: RunConfig {
+                train: run.config.clone(),
+                task: self.task.settings(),
+            },
+        })
     }
 
     /// Evaluates the run saved in `dir` by [`Runner::save`]: checks the
@@ -803,6 +857,7 @@ impl<T: Task> Runner<T> {
                     .or_insert_with(|| vec![f64::NAN; run.ranks.ranks().len()])[i] = value;
             }
         }
+        self.task.finish_metrics(&mut per_rank);
         let curve_metric = self.task.curve_metric();
         let curve = per_rank.get(&curve_metric).ok_or_else(|| {
             RunError::Failed(
@@ -924,6 +979,28 @@ impl<T: Task> Runner<T> {
         }
         Ok(())
     }
+}
+
+/// What [`Runner::evaluate_base`] measured: the base model's figures, each
+/// under its per-rank name prefixed `base_` (`base_loss`,
+/// `base_exact_match`, ...), and no ranks.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BaseReport {
+    /// The task.
+    pub task: String,
+    /// Empty: no adapter rank was evaluated.
+    pub ranks: Vec<usize>,
+    /// `base_<metric>`: the base model's value of each metric.
+    #[serde(flatten)]
+    pub base: BTreeMap<String, f64>,
+    /// Wall seconds of the evaluation.
+    pub eval_seconds: f64,
+    /// Peak resident memory (MiB).
+    pub peak_rss_mb: f64,
+    /// Evaluation examples.
+    pub examples: usize,
+    /// Every setting used.
+    pub config: RunConfig,
 }
 
 /// The training figures of a report.

@@ -130,8 +130,7 @@ pub trait Task {
         self.score_name().to_string()
     }
 
-    /// Task-specific top-level fields of the report (e.g. the label names).
-    fn report_fields(&self, _meta: &Self::Meta) -> Map<String, Value> {
-        Map::new()
-    }
+    /// Per-rank series derived from the others once all are computed
+    /// (the causal-LM task adds `perplexity = exp(loss)`).
+    fn finish_metrics(&self, _per_rank: &mut std::collections::BTreeMap<String, Vec<f64>>) {}
 }

@@ -4,11 +4,13 @@
 use super::commands::adapter_file;
 use super::failure::{Failure, bad};
 use super::output::print_table;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use matryoshka_lora::BackendKind;
+use matryoshka_lora::models::llama::PRESETS;
 use matryoshka_lora::report::{RankWithin, Report};
-use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask};
-use matryoshka_lora::train::{HeadMode, Runner, TrainConfig, TrainMethod};
+use matryoshka_lora::tasks::causal_lm::CausalLmConfig;
+use matryoshka_lora::tasks::classify::ClassifyConfig;
+use matryoshka_lora::train::{HeadMode, Runner, Task, TrainConfig, TrainMethod};
 use matryoshka_lora::{RankSet, Scaling};
 use std::path::PathBuf;
 
@@ -37,12 +39,16 @@ pub enum Command {
         #[command(flatten)]
         out: OutArgs,
     },
-    /// Per-rank accuracy and AURAC of a saved run (`--adapter DIR` from `train --out`),
+    /// Per-rank figures and AURAC of a saved run (`--adapter DIR` from `train --out`),
     /// with the settings it was trained with; a flag given here overrides one.
+    /// `--task causal-lm` without `--adapter` evaluates the base model alone.
     Eval {
         /// Directory written by `mlora train --out`.
         #[arg(long)]
-        adapter: PathBuf,
+        adapter: Option<PathBuf>,
+        /// Without --adapter: the task whose base model to evaluate (causal-lm).
+        #[arg(long)]
+        task: Option<TaskKind>,
         #[command(flatten)]
         data: EvalDataArgs,
         /// Evaluation batch size.
@@ -51,6 +57,9 @@ pub enum Command {
         /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
         #[arg(long)]
         backend: Option<BackendKind>,
+        /// Without --adapter: keep only the first N layers.
+        #[arg(long)]
+        layers: Option<usize>,
         /// Also save the evaluated run here, in the current format (e.g. to
         /// upgrade a run saved as adapter.bpk by an earlier version).
         #[arg(long)]
@@ -172,6 +181,99 @@ pub enum BenchCommand {
     /// settings), then the full evaluation at every rank; prints ms/step (after
     /// warm-up), eval seconds and peak RSS.
     Rt(BenchRtArgs),
+    /// Causal LM: training steps of adapters on all seven projections of a
+    /// Llama-shaped model with random weights (no download); prints ms/step,
+    /// tokens/s, peak memory and model FLOPs utilisation.
+    Llm(BenchLlmArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct BenchLlmArgs {
+    /// Model shape: llama-3.2-1b, llama-3.1-8b, tinyllama-1.1b, smollm2-135m or tiny.
+    #[arg(long, default_value = "tiny")]
+    pub config: String,
+    /// Random weights (the only source: accepted for clarity).
+    #[arg(long)]
+    pub random_init: bool,
+    /// Rows per step.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Tokens per row (half prompt, half response).
+    #[arg(long, default_value_t = 512)]
+    pub seq: usize,
+    /// Timed training steps.
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Maximum rank R (S: powers of two up to it).
+    #[arg(long, default_value_t = 32)]
+    pub rank: usize,
+    /// lora, dylora, dylora-original, matryoshka, matryoshka-exact or matryoshka-sampled.
+    #[arg(long, default_value_t = DEFAULTS.method)]
+    pub method: TrainMethod,
+    /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
+    #[arg(long, default_value_t = DEFAULTS.backend)]
+    pub backend: BackendKind,
+    /// Keep only the first N layers.
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// The device's dense peak in TFLOP/s, for model FLOPs utilisation.
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
+    /// Seed of the weights and rows.
+    #[arg(long, default_value_t = DEFAULTS.seed)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub print: PrintArgs,
+}
+
+impl BenchLlmArgs {
+    pub fn check(&self) -> Result<(), Failure> {
+        if !PRESETS.contains(&self.config.as_str()) {
+            return Err(bad(
+                "--config",
+                format!(
+                    "unknown model config `{}`; known: {}",
+                    self.config,
+                    PRESETS.join(", ")
+                ),
+            ));
+        }
+        if self.steps == 0 {
+            return Err(bad("--steps", "must be at least 1"));
+        }
+        if self.batch == 0 {
+            return Err(bad("--batch", "must be at least 1"));
+        }
+        if let Some(p) = self.peak_tflops
+            && !(p.is_finite() && p > 0.0)
+        {
+            return Err(bad("--peak-tflops", "must be a positive number"));
+        }
+        Ok(())
+    }
+}
+
+/// Which task a run fine-tunes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TaskKind {
+    /// Sequence classification (BERT encoder, CSV data).
+    Classify,
+    /// Causal-LM instruction fine-tuning (Llama-family decoder, JSONL data).
+    CausalLm,
+}
+
+impl TaskKind {
+    /// The report's `task` name of this kind.
+    pub fn of_name(name: &str) -> Option<Self> {
+        match name {
+            "classify" => Some(Self::Classify),
+            "causal-lm" => Some(Self::CausalLm),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -213,11 +315,13 @@ pub struct BenchRtArgs {
 /// The data flags of `train` and `compare`.
 #[derive(Args, Clone)]
 pub struct DataArgs {
-    /// Model directory: config.json, model.safetensors, tokenizer.json.
-    #[arg(long, default_value = "assets")]
-    pub model: PathBuf,
-    /// CSV data file (plain or .bz2). Default: the Rotten Tomatoes file in --model's
-    /// directory, with labels rotten,fresh and the first 4000/1000 rows.
+    /// Model directory: config.json, model.safetensors (or shards), tokenizer.json.
+    /// [default: assets, the fetched MiniLM (classify); causal-lm needs one]
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Data: a CSV file (plain or .bz2) for classify [default: the Rotten Tomatoes
+    /// file in --model's directory, labels rotten,fresh, the first 4000/1000 rows];
+    /// a JSONL file of prompt/response (or GSM8K question/answer) rows for causal-lm.
     #[arg(long)]
     pub data: Option<PathBuf>,
     #[command(flatten)]
@@ -230,7 +334,7 @@ pub struct EvalDataArgs {
     /// Model directory [default: the one the adapter was trained on].
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// CSV data file [default: the one the adapter was trained on].
+    /// Data file [default: the one the adapter was trained on].
     #[arg(long)]
     pub data: Option<PathBuf>,
     #[command(flatten)]
@@ -262,13 +366,28 @@ pub struct DataOverrides {
     /// First N test rows (default: 1000 for the default RT data, else all).
     #[arg(long)]
     pub test_n: Option<usize>,
-    /// Truncate to this many tokens [default: the RT protocol's, 48].
+    /// Truncate to this many tokens [default: classify 48 (the RT protocol's), causal-lm 512].
     #[arg(long)]
     pub max_len: Option<usize>,
+    /// causal-lm: the JSONL prompt field [default: prompt].
+    #[arg(long)]
+    pub prompt_field: Option<String>,
+    /// causal-lm: the JSONL response field [default: response].
+    #[arg(long)]
+    pub response_field: Option<String>,
+    /// causal-lm: greedy generation cap for exact match (0: no generation) [default: 256].
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// causal-lm: rows generated together [default: 16].
+    #[arg(long)]
+    pub gen_batch: Option<usize>,
 }
 
 #[derive(Args, Clone)]
 pub struct RunArgs {
+    /// classify (BERT encoder, CSV) or causal-lm (Llama-family decoder, JSONL).
+    #[arg(long, value_enum, default_value = "classify")]
+    pub task: TaskKind,
     #[command(flatten)]
     pub data: DataArgs,
     /// lora, dylora, dylora-original, matryoshka, matryoshka-exact or matryoshka-sampled.
@@ -294,10 +413,10 @@ pub struct RunArgs {
     #[arg(long, default_value_t = DEFAULTS.scaling)]
     pub scaling: Scaling,
     /// Adapter targets (Hugging Face module names, PEFT-style), comma-separated
-    /// [default: the model family's, every encoder linear].
+    /// [default: the model family's: every encoder linear; every attention and MLP projection].
     #[arg(long, value_delimiter = ',')]
     pub targets: Option<Vec<String>>,
-    /// Keep only the first N encoder layers (quick runs).
+    /// Keep only the first N encoder/decoder layers (quick runs).
     #[arg(long)]
     pub layers: Option<usize>,
     /// Peak learning rate (linear decay to 0).
@@ -341,7 +460,12 @@ pub struct RunArgs {
 }
 
 /// The flags that shape a run, which `--resume` takes from the run itself.
-pub const RUN_FLAGS: [&str; 32] = [
+pub const RUN_FLAGS: [&str; 37] = [
+    "task",
+    "prompt_field",
+    "response_field",
+    "max_new_tokens",
+    "gen_batch",
     "model",
     "data",
     "test_data",
@@ -401,6 +525,64 @@ pub static DEFAULTS: std::sync::LazyLock<TrainConfig> =
     std::sync::LazyLock::new(TrainConfig::default);
 
 impl DataOverrides {
+    /// The flags of one task given with another (an error, not ignored).
+    pub fn check_task(&self, task: TaskKind) -> Result<(), Failure> {
+        let (given, other): (Vec<(&str, bool)>, &str) = match task {
+            TaskKind::Classify => (
+                vec![
+                    ("--prompt-field", self.prompt_field.is_some()),
+                    ("--response-field", self.response_field.is_some()),
+                    ("--max-new-tokens", self.max_new_tokens.is_some()),
+                    ("--gen-batch", self.gen_batch.is_some()),
+                ],
+                "causal-lm",
+            ),
+            TaskKind::CausalLm => (
+                vec![
+                    ("--text-col", self.text_col.is_some()),
+                    ("--label-col", self.label_col.is_some()),
+                    ("--labels", self.labels.is_some()),
+                ],
+                "classify",
+            ),
+        };
+        match given.into_iter().find(|(_, given)| *given) {
+            Some((flag, _)) => Err(bad(flag, format!("applies to --task {other} only"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies the causal-LM flags given to `c`.
+    pub fn apply_lm(&self, c: &mut CausalLmConfig) {
+        if self.test_data.is_some() {
+            c.test_data = self.test_data.clone();
+        }
+        if let Some(v) = self.test_every {
+            c.test_every = v;
+        }
+        if self.train_n.is_some() {
+            c.train_n = self.train_n;
+        }
+        if self.test_n.is_some() {
+            c.test_n = self.test_n;
+        }
+        if let Some(v) = self.max_len {
+            c.max_len = v;
+        }
+        if let Some(v) = &self.prompt_field {
+            c.prompt_field = v.clone();
+        }
+        if let Some(v) = &self.response_field {
+            c.response_field = v.clone();
+        }
+        if let Some(v) = self.max_new_tokens {
+            c.max_new_tokens = v;
+        }
+        if let Some(v) = self.gen_batch {
+            c.gen_batch = v;
+        }
+    }
+
     /// Applies the flags given to `c`.
     pub fn apply(&self, c: &mut ClassifyConfig) {
         if self.test_data.is_some() {
@@ -459,11 +641,40 @@ pub fn check_sampled_flags(
 }
 
 impl RunArgs {
-    /// The task's and the training settings these flags give.
-    pub fn settings(&self) -> Result<(ClassifyConfig, TrainConfig), Failure> {
-        let mut task = ClassifyConfig::new(&self.data.model, self.data.data.clone());
+    /// The classification task's settings these flags give.
+    pub fn classify_settings(&self) -> Result<ClassifyConfig, Failure> {
+        self.data.rest.check_task(TaskKind::Classify)?;
+        let model = self
+            .data
+            .model
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("assets"));
+        let mut task = ClassifyConfig::new(&model, self.data.data.clone());
         self.data.rest.apply(&mut task);
         task.layers = self.layers;
+        Ok(task)
+    }
+
+    /// The causal-LM task's settings these flags give.
+    pub fn causal_lm_settings(&self) -> Result<CausalLmConfig, Failure> {
+        self.data.rest.check_task(TaskKind::CausalLm)?;
+        let model = self.data.model.clone().ok_or_else(|| {
+            bad("--model", "--task causal-lm needs a Llama-family model directory (config.json, tokenizer.json, model.safetensors)")
+        })?;
+        let data = self.data.data.clone().ok_or_else(|| {
+            bad(
+                "--data",
+                "--task causal-lm needs a JSONL file of prompt/response (or question/answer) rows",
+            )
+        })?;
+        let mut task = CausalLmConfig::new(model, data);
+        self.data.rest.apply_lm(&mut task);
+        task.layers = self.layers;
+        Ok(task)
+    }
+
+    /// The training settings these flags give.
+    pub fn train_settings(&self) -> Result<TrainConfig, Failure> {
         let ranks = match &self.ranks {
             Some(r) => r.clone(),
             None => RankSet::powers_of_two(self.rank)
@@ -506,23 +717,24 @@ impl RunArgs {
             // kept for a comparison that includes matryoshka-sampled
             (train.rank_samples, train.sample_max) = sampled_settings;
         }
-        Ok((task, train))
+        Ok(train)
     }
 
-    /// The runner of these flags, checkpointing into `out` when given.
-    pub fn runner(
+    /// The runner of `task` with these flags, checkpointing into `out` when given.
+    pub fn runner<T: Task>(
         &self,
+        task: T,
         quiet: bool,
         out: Option<&PathBuf>,
-    ) -> Result<Runner<ClassifyTask>, Failure> {
+    ) -> Result<Runner<T>, Failure> {
         if self.checkpoint_every == Some(0) {
             return Err(bad("--checkpoint-every", "must be at least 1"));
         }
-        let (task, train) = self.settings()?;
+        let train = self.train_settings()?;
         if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
             return Err(bad("--tolerance", "must be a finite number >= 0"));
         }
-        let mut runner = Runner::new(ClassifyTask::new(task), train)?
+        let mut runner = Runner::new(task, train)?
             .quiet(quiet)
             .tolerance(self.tolerance);
         if let Some(init) = &self.init_adapter {

@@ -2,10 +2,11 @@
 //! runner and artifact functions, printing.
 
 use super::args::{
-    BenchRtArgs, DEFAULTS, EvalDataArgs, OutArgs, PrintArgs, RunArgs, check_sampled_flags,
+    BenchLlmArgs, BenchRtArgs, DEFAULTS, EvalDataArgs, OutArgs, PrintArgs, RunArgs, TaskKind,
+    check_sampled_flags,
 };
 use super::failure::{Failure, bad, stopped};
-use super::output::{print_comparison, print_data};
+use super::output::{DataSummary, print_comparison, print_data};
 use burn::train::Interrupter;
 use matryoshka_lora::BackendKind;
 use matryoshka_lora::io::{
@@ -13,8 +14,11 @@ use matryoshka_lora::io::{
     export_peft, merge_adapter, read_meta, read_peft,
 };
 use matryoshka_lora::report::{Report, RunConfig};
+use matryoshka_lora::tasks::causal_lm::{CausalLmConfig, CausalLmTask, LlmBench};
 use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask, RtBench};
-use matryoshka_lora::train::{ComparePlan, Runner, Task, TrainConfig, TrainMethod, TrainingState};
+use matryoshka_lora::train::{
+    ComparePlan, Runner, Task, TaskData, TrainConfig, TrainMethod, TrainingState,
+};
 use matryoshka_lora::{RankSet, Scaling};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -49,9 +53,25 @@ pub fn train_cmd(run: RunArgs, resume: Option<PathBuf>, out: OutArgs) -> Result<
     if let Some(dir) = resume {
         return resume_cmd(&dir, &out.print);
     }
-    let runner = run.runner(quiet, out.out.as_ref())?;
+    match run.task {
+        TaskKind::Classify => {
+            let task = ClassifyTask::new(run.classify_settings()?);
+            train_task(run.runner(task, quiet, out.out.as_ref())?, &out)
+        }
+        TaskKind::CausalLm => {
+            let task = CausalLmTask::new(run.causal_lm_settings()?);
+            train_task(run.runner(task, quiet, out.out.as_ref())?, &out)
+        }
+    }
+}
+
+fn train_task<T: Task>(runner: Runner<T>, out: &OutArgs) -> Result<(), Failure>
+where
+    TaskData<T::Item, T::Meta>: DataSummary,
+{
+    let quiet = out.print.quiet_progress();
     stop_on_ctrl_c(runner.interrupter());
-    with_out(&out, || {
+    with_out(out, || {
         let data = runner.prepare()?;
         if !quiet {
             print_data(&data);
@@ -77,11 +97,32 @@ fn resume_cmd(dir: &Path, print: &PrintArgs) -> Result<(), Failure> {
                 format!("{} holds no interrupted run to resume", dir.display()),
             )
         })?;
-    let task: ClassifyConfig = state
-        .config
-        .task_settings()
-        .map_err(|e| bad("--resume", format!("not a classification run: {e}")))?;
-    let runner = Runner::new(ClassifyTask::new(task), state.config.train.clone())?
+    // A causal-LM run's settings have the prompt field; a classifier's do not.
+    if state.config.task.contains_key("prompt_field") {
+        let task: CausalLmConfig = state
+            .config
+            .task_settings()
+            .map_err(|e| bad("--resume", format!("not a causal-LM run: {e}")))?;
+        resume_task(CausalLmTask::new(task), state, dir, print)
+    } else {
+        let task: ClassifyConfig = state
+            .config
+            .task_settings()
+            .map_err(|e| bad("--resume", format!("not a classification run: {e}")))?;
+        resume_task(ClassifyTask::new(task), state, dir, print)
+    }
+}
+
+fn resume_task<T: Task>(
+    task: T,
+    state: TrainingState,
+    dir: &Path,
+    print: &PrintArgs,
+) -> Result<(), Failure>
+where
+    TaskData<T::Item, T::Meta>: DataSummary,
+{
+    let runner = Runner::new(task, state.config.train.clone())?
         .quiet(print.quiet_progress())
         .checkpoint_into(dir, state.checkpoint_every)
         .resume(true);
@@ -134,11 +175,45 @@ pub fn compare_cmd(
         methods.push(TrainMethod::MatryoshkaExact);
     }
     check_sampled_flags(&methods, run.rank_samples, run.sample_max)?;
+    let many = seeds.seeds.is_some() || seeds.lrs.is_some() || run.head_mode.len() > 1;
+    // Checkpoints are per run; a comparison over seeds keeps whole runs instead.
+    let checkpoints = if many { None } else { out.out.as_ref() };
     let quiet = out.print.quiet_progress();
-    if seeds.seeds.is_some() || seeds.lrs.is_some() || run.head_mode.len() > 1 {
-        return compare_seeds_cmd(run, methods, seeds, out);
+    match run.task {
+        TaskKind::Classify => {
+            let runner = run.runner(
+                ClassifyTask::new(run.classify_settings()?),
+                quiet,
+                checkpoints,
+            )?;
+            compare_task(runner, run, methods, seeds, out, many)
+        }
+        TaskKind::CausalLm => {
+            let runner = run.runner(
+                CausalLmTask::new(run.causal_lm_settings()?),
+                quiet,
+                checkpoints,
+            )?;
+            compare_task(runner, run, methods, seeds, out, many)
+        }
     }
-    let runner = run.runner(quiet, out.out.as_ref())?;
+}
+
+fn compare_task<T: Task>(
+    runner: Runner<T>,
+    run: RunArgs,
+    methods: Vec<TrainMethod>,
+    seeds: Seeds,
+    out: OutArgs,
+    many: bool,
+) -> Result<(), Failure>
+where
+    TaskData<T::Item, T::Meta>: DataSummary,
+{
+    if many {
+        return compare_seeds_cmd(runner, run, methods, seeds, out);
+    }
+    let quiet = out.print.quiet_progress();
     stop_on_ctrl_c(runner.interrupter());
     with_out(&out, || {
         let started = Instant::now();
@@ -172,12 +247,16 @@ pub fn compare_cmd(
 /// `compare --seeds/--lrs/--head-mode a,b`: every method, head mode and
 /// seed, the learning rate chosen on validation rows, mean ± std and paired
 /// differences.
-fn compare_seeds_cmd(
+fn compare_seeds_cmd<T: Task>(
+    runner: Runner<T>,
     mut run: RunArgs,
     methods: Vec<TrainMethod>,
     seeds: Seeds,
     out: OutArgs,
-) -> Result<(), Failure> {
+) -> Result<(), Failure>
+where
+    TaskData<T::Item, T::Meta>: DataSummary,
+{
     let quiet = out.print.quiet_progress();
     let head_modes = std::mem::take(&mut run.head_mode);
     let plan = ComparePlan {
@@ -191,8 +270,6 @@ fn compare_seeds_cmd(
         lrs: seeds.lrs.unwrap_or_else(|| vec![run.lr]),
         val_n: seeds.val_n,
     };
-    // Checkpoints are per run; a comparison keeps whole runs instead.
-    let runner = run.runner(quiet, None)?;
     stop_on_ctrl_c(runner.interrupter());
     with_out(&out, || {
         let started = Instant::now();
@@ -237,58 +314,234 @@ fn compare_seeds_cmd(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn eval_cmd(
-    adapter: PathBuf,
-    overrides: EvalDataArgs,
-    eval_batch: Option<usize>,
-    backend: Option<BackendKind>,
-    out: Option<PathBuf>,
-    tolerance: f64,
-    print: PrintArgs,
-) -> Result<(), Failure> {
+/// `eval`'s flags.
+pub struct EvalArgs {
+    pub adapter: Option<PathBuf>,
+    pub task: Option<TaskKind>,
+    pub data: EvalDataArgs,
+    pub eval_batch: Option<usize>,
+    pub backend: Option<BackendKind>,
+    pub layers: Option<usize>,
+    pub out: Option<PathBuf>,
+    pub tolerance: f64,
+    pub print: PrintArgs,
+}
+
+pub fn eval_cmd(args: EvalArgs) -> Result<(), Failure> {
+    let Some(adapter) = args.adapter.clone() else {
+        return eval_base_cmd(args);
+    };
+    if args.layers.is_some() {
+        return Err(bad(
+            "--layers",
+            "is the saved run's with --adapter (drop the flag)",
+        ));
+    }
     let saved = Report::read(&adapter.join(REPORT_FILE)).map_err(|e| bad("--adapter", e))?;
-    let mut task: ClassifyConfig = saved.config.task_settings().map_err(|e| {
+    let kind = TaskKind::of_name(&saved.task).ok_or_else(|| {
         bad(
             "--adapter",
-            format!("{} is not a classification run: {e}", adapter.display()),
+            format!(
+                "{} is a run of an unknown task `{}`",
+                adapter.display(),
+                saved.task
+            ),
         )
     })?;
-    if let Some(model) = overrides.model {
-        task.model = model;
+    if let Some(task) = args.task
+        && task != kind
+    {
+        return Err(bad(
+            "--task",
+            format!("the run in {} is a {} run", adapter.display(), saved.task),
+        ));
     }
-    if let Some(data) = overrides.data {
-        task.data = data;
+    args.data.rest.check_task(kind)?;
+    let not_a = |what: &str, e: serde_json::Error| {
+        bad(
+            "--adapter",
+            format!("{} is not a {what} run: {e}", adapter.display()),
+        )
+    };
+    match kind {
+        TaskKind::Classify => {
+            let mut task: ClassifyConfig = saved
+                .config
+                .task_settings()
+                .map_err(|e| not_a("classification", e))?;
+            if let Some(model) = args.data.model.clone() {
+                task.model = model;
+            }
+            if let Some(data) = args.data.data.clone() {
+                task.data = data;
+            }
+            args.data.rest.apply(&mut task);
+            eval_saved(ClassifyTask::new(task), &saved, &adapter, &args)
+        }
+        TaskKind::CausalLm => {
+            let mut task: CausalLmConfig = saved
+                .config
+                .task_settings()
+                .map_err(|e| not_a("causal-LM", e))?;
+            if let Some(model) = args.data.model.clone() {
+                task.model = model;
+            }
+            if let Some(data) = args.data.data.clone() {
+                task.data = data;
+            }
+            args.data.rest.apply_lm(&mut task);
+            eval_saved(CausalLmTask::new(task), &saved, &adapter, &args)
+        }
     }
-    overrides.rest.apply(&mut task);
+}
+
+fn eval_saved<T: Task>(
+    task: T,
+    saved: &Report,
+    adapter: &Path,
+    args: &EvalArgs,
+) -> Result<(), Failure>
+where
+    TaskData<T::Item, T::Meta>: DataSummary,
+{
+    let print = &args.print;
     let mut train = saved.config.train.clone();
-    if let Some(b) = eval_batch {
+    if let Some(b) = args.eval_batch {
         train.eval_batch = b;
     }
-    if let Some(b) = backend {
+    if let Some(b) = args.backend {
         train.backend = b;
     }
     if !print.quiet {
         let now = RunConfig {
             train: train.clone(),
-            task: ClassifyTask::new(task.clone()).settings(),
+            task: task.settings(),
         };
         for note in overridden(&saved.config, &now) {
             eprintln!("note: {note}");
         }
     }
-    let runner = Runner::new(ClassifyTask::new(task), train)?
+    let runner = Runner::new(task, train)?
         .quiet(print.quiet_progress())
-        .tolerance(tolerance);
+        .tolerance(args.tolerance);
     let data = runner.prepare()?;
     if !print.quiet {
         print_data(&data);
     }
-    let (report, model) = runner.evaluate_saved(&adapter, &data)?;
-    if let Some(out) = &out {
+    let (report, model) = runner.evaluate_saved(adapter, &data)?;
+    if let Some(out) = &args.out {
         runner.save(out, &report, Some(&model))?;
     }
     print.print(std::slice::from_ref(&report));
+    Ok(())
+}
+
+/// `eval --task causal-lm` without `--adapter`: the base model alone.
+fn eval_base_cmd(args: EvalArgs) -> Result<(), Failure> {
+    match args.task {
+        Some(TaskKind::CausalLm) => {}
+        Some(TaskKind::Classify) => {
+            return Err(bad(
+                "--adapter",
+                "a classifier's head is trained with its adapter: give the run to evaluate",
+            ));
+        }
+        None => {
+            return Err(bad(
+                "--adapter",
+                "give the run to evaluate (or --task causal-lm --model DIR --data FILE for the base model alone)",
+            ));
+        }
+    }
+    if args.out.is_some() {
+        return Err(bad(
+            "--out",
+            "there is no adapter to save without --adapter",
+        ));
+    }
+    args.data.rest.check_task(TaskKind::CausalLm)?;
+    let model = args.data.model.clone().ok_or_else(|| {
+        bad(
+            "--model",
+            "the base model's directory is needed without --adapter",
+        )
+    })?;
+    let data = args.data.data.clone().ok_or_else(|| {
+        bad(
+            "--data",
+            "a JSONL file of prompt/response (or question/answer) rows is needed",
+        )
+    })?;
+    let mut task = CausalLmConfig::new(model, data);
+    args.data.rest.apply_lm(&mut task);
+    task.layers = args.layers;
+    let mut train = TrainConfig::default();
+    if let Some(b) = args.eval_batch {
+        train.eval_batch = b;
+    }
+    if let Some(b) = args.backend {
+        train.backend = b;
+    }
+    let print = &args.print;
+    let runner = Runner::new(CausalLmTask::new(task), train)?.quiet(print.quiet_progress());
+    let data = runner.prepare()?;
+    if !print.quiet {
+        print_data(&data);
+    }
+    let report = runner.evaluate_base(&data)?;
+    print.emit(&report, || {
+        let figures: Vec<String> = report
+            .base
+            .iter()
+            .map(|(name, value)| format!("{name} {value:.4}"))
+            .collect();
+        format!(
+            "base model on {} test rows: {} ({:.1} s)",
+            report.examples,
+            figures.join(", "),
+            report.eval_seconds
+        )
+    });
+    Ok(())
+}
+
+pub fn bench_llm_cmd(args: BenchLlmArgs) -> Result<(), Failure> {
+    args.check()?;
+    let result = LlmBench {
+        config: args.config.clone(),
+        batch: args.batch,
+        seq: args.seq,
+        steps: args.steps,
+        warmup: args.warmup,
+        rank: args.rank,
+        method: args.method,
+        backend: args.backend,
+        layers: args.layers,
+        peak_tflops: args.peak_tflops,
+        seed: args.seed,
+    }
+    .run()?;
+    args.print.emit(&result, || {
+        let mfu = match result.mfu {
+            Some(m) => format!(", MFU {:.1}%", 100.0 * m),
+            None => String::new(),
+        };
+        format!(
+            "llm {} ({} layers) {} on {}: batch {} x {} tokens, R = {}: {:.1} ms/step, {:.0} tokens/s, {:.3} TFLOP/step = {:.3} TFLOP/s{mfu}, peak RSS {:.0} MiB",
+            result.config,
+            result.layers,
+            result.method,
+            result.backend,
+            result.batch,
+            result.seq,
+            result.rank,
+            result.ms_per_step,
+            result.tokens_per_s,
+            result.tflop_per_step,
+            result.tflops,
+            result.peak_rss_mb
+        )
+    });
     Ok(())
 }
 
@@ -429,6 +682,7 @@ pub fn import_cmd(
             .unwrap_or_else(|| PathBuf::from("assets"))
     });
     let mut task = ClassifyConfig::new(&model, data_args.data);
+    data_args.rest.check_task(TaskKind::Classify)?;
     data_args.rest.apply(&mut task);
     let r = peft.config.r;
     let train = TrainConfig {

@@ -1,5 +1,5 @@
 //! `mlora`: train (and resume), evaluate and compare MatryoshkaLoRA / LoRA /
-//! DyLoRA on text classification; merge, export to and import from PEFT;
+//! DyLoRA on text classification and causal-LM instruction tuning; merge, export to and import from PEFT;
 //! plot rank-accuracy curves.
 //!
 //! A thin layer over the library: clap definitions and the flag-to-settings
@@ -46,16 +46,31 @@ fn main() -> ExitCode {
         } => compare_cmd(run, exact, methods, Seeds { seeds, lrs, val_n }, out),
         Command::Eval {
             adapter,
+            task,
             data,
             eval_batch,
             backend,
+            layers,
             out,
             tolerance,
             print,
-        } => eval_cmd(adapter, data, eval_batch, backend, out, tolerance, print),
+        } => eval_cmd(EvalArgs {
+            adapter,
+            task,
+            data,
+            eval_batch,
+            backend,
+            layers,
+            out,
+            tolerance,
+            print,
+        }),
         Command::Bench {
             which: BenchCommand::Rt(args),
         } => bench_rt_cmd(args),
+        Command::Bench {
+            which: BenchCommand::Llm(args),
+        } => bench_llm_cmd(args),
         Command::Merge {
             adapter,
             rank,

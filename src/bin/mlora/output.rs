@@ -1,7 +1,8 @@
 //! What the command line prints: the rank x method table and the data summary.
 
-use matryoshka_lora::data::TokenizedExample;
+use matryoshka_lora::data::{SftCounts, SftExample, TokenizedExample};
 use matryoshka_lora::report::Report;
+use matryoshka_lora::tasks::causal_lm::CausalLmMeta;
 use matryoshka_lora::tasks::classify::ClassLabels;
 use matryoshka_lora::train::{Comparison, MethodSummary, TaskData};
 
@@ -43,28 +44,67 @@ pub fn print_table(reports: &[Report]) {
     }
 }
 
-/// The rows of each split per label, and the rows dropped, on stderr.
-pub fn print_data(data: &TaskData<TokenizedExample, ClassLabels>) {
-    let split = |examples: &[TokenizedExample]| {
-        let counts = data.meta.counts(examples);
-        let per_label: Vec<String> = data
-            .meta
-            .names
-            .iter()
-            .zip(counts)
-            .map(|(name, n)| format!("{name} {n}"))
-            .collect();
-        format!("{} ({})", examples.len(), per_label.join(", "))
-    };
-    let dropped = match data.meta.dropped {
-        0 => String::new(),
-        n => format!("; {n} rows with other labels dropped"),
-    };
-    eprintln!(
-        "data: train {}, test {}{dropped}",
-        split(&data.train),
-        split(&data.test)
-    );
+/// A one-line summary of a task's prepared data.
+pub trait DataSummary {
+    /// The line.
+    fn summary(&self) -> String;
+}
+
+/// The data summary on stderr.
+pub fn print_data(data: &impl DataSummary) {
+    eprintln!("{}", data.summary());
+}
+
+impl DataSummary for TaskData<SftExample, CausalLmMeta> {
+    /// Rows and scored tokens per split, and what truncation did.
+    fn summary(&self) -> String {
+        let split = |examples: &[SftExample], counts: &SftCounts| {
+            let tokens: usize = examples.iter().map(SftExample::target_count).sum();
+            let mut s = format!("{} rows ({tokens} response tokens", examples.len());
+            if counts.truncated > 0 {
+                s.push_str(&format!(", {} cut by --max-len", counts.truncated));
+            }
+            if counts.dropped > 0 {
+                s.push_str(&format!(
+                    ", {} left out: --max-len removed their whole response",
+                    counts.dropped
+                ));
+            }
+            s + ")"
+        };
+        format!(
+            "data: train {}, test {}",
+            split(&self.train, &self.meta.train_counts),
+            split(&self.test, &self.meta.test_counts)
+        )
+    }
+}
+
+impl DataSummary for TaskData<TokenizedExample, ClassLabels> {
+    /// The rows of each split per label, and the rows dropped.
+    fn summary(&self) -> String {
+        let data = self;
+        let split = |examples: &[TokenizedExample]| {
+            let counts = data.meta.counts(examples);
+            let per_label: Vec<String> = data
+                .meta
+                .names
+                .iter()
+                .zip(counts)
+                .map(|(name, n)| format!("{name} {n}"))
+                .collect();
+            format!("{} ({})", examples.len(), per_label.join(", "))
+        };
+        let dropped = match data.meta.dropped {
+            0 => String::new(),
+            n => format!("; {n} rows with other labels dropped"),
+        };
+        format!(
+            "data: train {}, test {}{dropped}",
+            split(&data.train),
+            split(&data.test)
+        )
+    }
 }
 
 /// The multi-seed table: per rank and method, mean ± std over seeds; AURAC;

@@ -1,0 +1,323 @@
+//! `mlora bench llm`: training steps of adapters on every projection of a
+//! Llama-shaped model with seeded random weights and random token rows (no
+//! download, nothing to carry), as a [`Task`] the one runner trains.
+
+use crate::adapter::Injection;
+use crate::backend::BackendKind;
+use crate::data::{SftBatcher, SftExample};
+use crate::models::RandomWeights;
+use crate::models::llama::{DEFAULT_TARGETS, LlamaConfig, LlamaForCausalLm, PRESETS};
+use crate::train::{RunError, Runner, Setting, Task, TaskData, TrainConfig, TrainMethod};
+use burn::prelude::*;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// A causal-LM task on a named model shape with random weights (drawn on
+/// the host from `seed`, the same on every backend) and random rows of
+/// `seq` tokens: the first half prompt, the rest response ending in EOS.
+#[derive(Debug, Clone)]
+pub struct SyntheticLmTask {
+    /// The preset's name.
+    pub preset: String,
+    /// Its shape.
+    pub model: LlamaConfig,
+    /// Keep only the first `n` layers.
+    pub layers: Option<usize>,
+    /// Tokens per row.
+    pub seq: usize,
+    /// Training rows.
+    pub train_rows: usize,
+    /// Evaluation rows.
+    pub test_rows: usize,
+    /// Seed of the weights and rows.
+    pub seed: u64,
+}
+
+impl SyntheticLmTask {
+    /// The task on preset `name` (see [`PRESETS`]).
+    pub fn new(
+        name: &str,
+        seq: usize,
+        train_rows: usize,
+        test_rows: usize,
+        seed: u64,
+    ) -> Result<Self, RunError> {
+        let model = LlamaConfig::preset(name).ok_or_else(|| {
+            RunError::invalid(
+                Setting::Task("config"),
+                format!(
+                    "unknown model config `{name}`; known: {}",
+                    PRESETS.join(", ")
+                ),
+            )
+        })?;
+        Ok(Self {
+            preset: name.to_string(),
+            model,
+            layers: None,
+            seq,
+            train_rows,
+            test_rows,
+            seed,
+        })
+    }
+
+    fn rows(&self, n: usize, stream: u64) -> Vec<SftExample> {
+        let v = self.model.vocab_size as u64;
+        let eos = self.model.eos_ids()[0];
+        let prompt_len = (self.seq / 2).max(1);
+        (0..n)
+            .map(|row| {
+                let mut ids: Vec<u32> = (0..self.seq - 1)
+                    .map(|i| {
+                        let mut z = self.seed ^ (stream << 48) ^ ((row as u64) << 24) ^ i as u64;
+                        z = z.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                        z ^= z >> 29;
+                        z = z.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                        z ^= z >> 32;
+                        (3 + z % (v - 3)) as u32
+                    })
+                    .collect();
+                ids.push(eos);
+                SftExample {
+                    ids,
+                    prompt_len,
+                    reference: String::new(),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Task for SyntheticLmTask {
+    type Item = SftExample;
+    type Meta = ();
+    type Model = LlamaForCausalLm;
+    type Batcher = SftBatcher;
+
+    fn name(&self) -> &str {
+        "causal-lm"
+    }
+
+    fn settings(&self) -> Map<String, Value> {
+        let mut map = Map::new();
+        map.insert("config".into(), self.preset.clone().into());
+        map.insert("seq".into(), self.seq.into());
+        map
+    }
+
+    fn default_targets(&self) -> Vec<String> {
+        DEFAULT_TARGETS.iter().map(|t| t.to_string()).collect()
+    }
+
+    fn check(&self) -> Result<(), RunError> {
+        if self.seq < 2 || self.seq > self.model.max_position_embeddings {
+            return Err(RunError::invalid(
+                Setting::Task("seq"),
+                format!(
+                    "must be between 2 and the model's {} positions, got {}",
+                    self.model.max_position_embeddings, self.seq
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn prepare(&self) -> Result<TaskData<SftExample, ()>, RunError> {
+        Ok(TaskData {
+            train: self.rows(self.train_rows, 1),
+            test: self.rows(self.test_rows, 2),
+            meta: (),
+        })
+    }
+
+    fn batcher(&self) -> SftBatcher {
+        SftBatcher { pad_id: 0 }
+    }
+
+    fn build_model(
+        &self,
+        _meta: &(),
+        injection: &Injection,
+        device: &Device,
+    ) -> Result<LlamaForCausalLm, RunError> {
+        LlamaForCausalLm::from_source(
+            &RandomWeights::new(self.seed),
+            &self.model,
+            self.layers,
+            Some(injection),
+            device,
+        )
+        .map_err(super::task::load_error)
+    }
+
+    fn score_name(&self) -> &str {
+        "token_accuracy"
+    }
+}
+
+/// What to run: `warmup + steps` training steps at batch `batch` x `seq`.
+#[derive(Debug, Clone)]
+pub struct LlmBench {
+    /// A preset of [`PRESETS`].
+    pub config: String,
+    /// Rows per step.
+    pub batch: usize,
+    /// Tokens per row.
+    pub seq: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// Untimed steps first.
+    pub warmup: usize,
+    /// `R` (`S`: powers of two up to it).
+    pub rank: usize,
+    /// The method.
+    pub method: TrainMethod,
+    /// The backend.
+    pub backend: BackendKind,
+    /// Keep only the first `n` layers.
+    pub layers: Option<usize>,
+    /// The device's dense peak (TFLOP/s) for the utilisation figure.
+    pub peak_tflops: Option<f64>,
+    /// Seed of the weights and rows.
+    pub seed: u64,
+}
+
+/// What [`LlmBench::run`] measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct LlmBenchResult {
+    /// `llm`.
+    pub bench: &'static str,
+    /// The preset.
+    pub config: String,
+    /// Layers built.
+    pub layers: usize,
+    /// The method.
+    pub method: TrainMethod,
+    /// The backend.
+    pub backend: BackendKind,
+    /// Rows per step.
+    pub batch: usize,
+    /// Tokens per row.
+    pub seq: usize,
+    /// `R`.
+    pub rank: usize,
+    /// Untimed steps.
+    pub warmup: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// Frozen base parameters.
+    pub base_params: usize,
+    /// Trainable adapter parameters.
+    pub adapter_params: usize,
+    /// Mean wall ms of the timed steps.
+    pub ms_per_step: f64,
+    /// Tokens (batch x seq) per second.
+    pub tokens_per_s: f64,
+    /// Model FLOPs of one step (see [`step_flops`]).
+    pub tflop_per_step: f64,
+    /// Achieved TFLOP/s.
+    pub tflops: f64,
+    /// `tflops / peak_tflops` when the peak is given.
+    pub mfu: Option<f64>,
+    /// Peak resident host memory (MiB); device memory is not reported.
+    pub peak_rss_mb: f64,
+}
+
+/// The FLOPs of one training step with frozen base weights:
+/// `4 P N` for the frozen projections (forward, and input gradients
+/// backward; no weight gradients), `6 P_a N` for the adapters, `12 L B T² H hd`
+/// for the attention products (forward 2 + 2, backward twice that; causal
+/// halves are computed in full) and `4 d V n_s` for the output projection
+/// on the `n_s` scored tokens. `P`: projection parameters of all layers;
+/// `P_a = Σ R (d_in + d_out)`; `N = B T`.
+pub fn step_flops(
+    model: &LlamaConfig,
+    layers: usize,
+    batch: usize,
+    seq: usize,
+    scored: usize,
+    rank: usize,
+) -> f64 {
+    let (d, f, v) = (
+        model.hidden_size as f64,
+        model.intermediate_size as f64,
+        model.vocab_size as f64,
+    );
+    let hd = model.head_size() as f64;
+    let (q, kv) = (
+        model.num_attention_heads as f64 * hd,
+        model.kv_heads() as f64 * hd,
+    );
+    let l = layers as f64;
+    let n = (batch * seq) as f64;
+    let projections = l * (d * q + 2.0 * d * kv + q * d + 3.0 * d * f);
+    let r = rank as f64;
+    let adapters = l * r * ((d + q) + 2.0 * (d + kv) + (q + d) + 2.0 * (d + f) + (f + d));
+    let attention = 12.0 * l * batch as f64 * (seq as f64).powi(2) * q;
+    4.0 * projections * n + 6.0 * adapters * n + attention + 4.0 * d * v * scored as f64
+}
+
+impl LlmBench {
+    /// Trains `warmup + steps` steps and measures them.
+    pub fn run(&self) -> Result<LlmBenchResult, RunError> {
+        if self.steps == 0 {
+            return Err(RunError::invalid(
+                Setting::Task("steps"),
+                "must be at least 1",
+            ));
+        }
+        let rows = self.batch * (self.steps + self.warmup);
+        let mut task = SyntheticLmTask::new(&self.config, self.seq, rows, self.batch, self.seed)?;
+        task.layers = self.layers;
+        let layers = self.layers.unwrap_or(task.model.num_hidden_layers);
+        let train = TrainConfig {
+            backend: self.backend,
+            batch: self.batch,
+            eval_batch: self.batch,
+            seed: self.seed,
+            ..TrainConfig::default()
+        }
+        .with_max_rank(self.rank)?
+        .with_method(self.method);
+        let model = task.model.clone();
+        let runner = Runner::new(task, train)?.quiet(true);
+        let data = runner.prepare()?;
+        let outcome = runner.train(&data)?;
+        let ms_per_step = outcome
+            .times
+            .steady_ms_per_step(self.warmup)
+            .ok_or_else(|| RunError::Failed("no timed training steps were recorded".into()))?;
+        let scored: usize = data.train[..self.batch]
+            .iter()
+            .map(|e| e.target_count())
+            .sum();
+        let flops = step_flops(&model, layers, self.batch, self.seq, scored, self.rank);
+        let tflops = flops / (ms_per_step / 1000.0) / 1e12;
+        let hd = model.head_size();
+        let (d, f) = (model.hidden_size, model.intermediate_size);
+        let (q, kv) = (model.num_attention_heads * hd, model.kv_heads() * hd);
+        let adapter_params =
+            layers * self.rank * ((d + q) + 2 * (d + kv) + (q + d) + 2 * (d + f) + (f + d));
+        Ok(LlmBenchResult {
+            bench: "llm",
+            config: self.config.clone(),
+            layers,
+            method: self.method,
+            backend: self.backend,
+            batch: self.batch,
+            seq: self.seq,
+            rank: self.rank,
+            warmup: self.warmup,
+            steps: self.steps,
+            base_params: model.parameter_count(),
+            adapter_params,
+            ms_per_step,
+            tokens_per_s: (self.batch * self.seq) as f64 / (ms_per_step / 1000.0),
+            tflop_per_step: flops / 1e12,
+            tflops,
+            mfu: self.peak_tflops.map(|p| tflops / p),
+            peak_rss_mb: outcome.report.peak_rss_mb,
+        })
+    }
+}

@@ -1,0 +1,361 @@
+//! Causal-LM instruction fine-tuning as a [`Task`]: JSONL rows, the SFT
+//! token rule, a Llama-family decoder with adapters, per-rank loss and
+//! greedy-generation exact match.
+
+use super::config::CausalLmConfig;
+use super::exact_match::exact_match;
+use crate::adapter::{AdapterError, Injection};
+use crate::data::{
+    InstructError, InstructFields, InstructRow, SftBatcher, SftCounts, SftExample, SftTokenizer,
+    read_jsonl,
+};
+use crate::io::manifest::sha256_hex;
+use crate::models::LoadError;
+use crate::models::llama::{DEFAULT_TARGETS, Generation, LlamaConfig, LlamaForCausalLm};
+use crate::train::{RankMetrics, RunError, Setting, Task, TaskData};
+use burn::prelude::*;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// What the causal-LM task learns from its model and data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CausalLmMeta {
+    /// End-of-sequence ids (the first ends responses; any stops generation).
+    pub eos_ids: Vec<u32>,
+    /// The padding id.
+    pub pad_id: u32,
+    /// What truncation did to the training rows.
+    pub train_counts: SftCounts,
+    /// What truncation did to the test rows.
+    pub test_counts: SftCounts,
+}
+
+/// Fine-tuning a Hugging Face Llama-family decoder with adapters on
+/// instruction data: the loss is the cross-entropy of the response tokens
+/// and EOS only; every rank is evaluated by its response-token loss,
+/// perplexity, token accuracy and the exact match of greedy generations
+/// (AURAC integrates exact match).
+///
+/// ```no_run
+/// use matryoshka_lora::tasks::causal_lm::{CausalLmConfig, CausalLmTask};
+/// use matryoshka_lora::train::{Runner, TrainConfig};
+/// let task = CausalLmTask::new(CausalLmConfig::new("Llama-3.2-1B", "gsm8k_train.jsonl"));
+/// let runner = Runner::new(task, TrainConfig::default())?;
+/// let report = runner.train(&runner.prepare()?)?.report;
+/// println!("exact match per rank {:?}", report.per_rank["exact_match"]);
+/// # Ok::<(), matryoshka_lora::train::RunError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct CausalLmTask {
+    config: CausalLmConfig,
+}
+
+impl CausalLmTask {
+    /// The task for `config`.
+    pub fn new(config: CausalLmConfig) -> Self {
+        Self { config }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &CausalLmConfig {
+        &self.config
+    }
+
+    /// The model's `config.json`.
+    pub fn model_config(&self) -> Result<LlamaConfig, RunError> {
+        LlamaConfig::from_file(&self.config.model.join("config.json")).map_err(load_error)
+    }
+
+    fn fields(&self) -> InstructFields {
+        InstructFields {
+            prompt: self.config.prompt_field.clone(),
+            response: self.config.response_field.clone(),
+        }
+    }
+
+    fn read(
+        &self,
+        path: &std::path::Path,
+        setting: &'static str,
+    ) -> Result<Vec<InstructRow>, RunError> {
+        read_jsonl(path, &self.fields()).map_err(|e| {
+            let setting = match &e {
+                InstructError::MissingField {
+                    flag: "--prompt-field",
+                    ..
+                } => "prompt_field",
+                InstructError::MissingField { .. } => "response_field",
+                _ => setting,
+            };
+            RunError::invalid(Setting::Task(setting), e)
+        })
+    }
+
+    /// The train and test rows by the split rule, each cut to its `n`.
+    fn rows(&self) -> Result<(Vec<InstructRow>, Vec<InstructRow>), RunError> {
+        let c = &self.config;
+        let rows = self.read(&c.data, "data")?;
+        let (mut train, mut test) = match &c.test_data {
+            Some(path) => (rows, self.read(path, "test_data")?),
+            None => {
+                let (mut train, mut test) = (Vec::new(), Vec::new());
+                for (i, row) in rows.into_iter().enumerate() {
+                    if i % c.test_every == 0 {
+                        test.push(row);
+                    } else {
+                        train.push(row);
+                    }
+                }
+                (train, test)
+            }
+        };
+        for (split, rows, n, key) in [
+            ("train", &mut train, c.train_n, "train_n"),
+            ("test", &mut test, c.test_n, "test_n"),
+        ] {
+            if let Some(n) = n {
+                if n > rows.len() {
+                    return Err(RunError::invalid(
+                        Setting::Task(key),
+                        format!(
+                            "the {split} split has {} rows but {n} were asked for",
+                            rows.len()
+                        ),
+                    ));
+                }
+                rows.truncate(n);
+            }
+            if rows.is_empty() {
+                return Err(RunError::invalid(
+                    Setting::Task("data"),
+                    format!("the {split} split is empty"),
+                ));
+            }
+        }
+        Ok((train, test))
+    }
+
+    fn tokenizer(&self, eos: u32) -> Result<SftTokenizer, RunError> {
+        let path = self.config.model.join("tokenizer.json");
+        SftTokenizer::from_file(&path, eos, self.config.max_len).map_err(|e| {
+            load_error(LoadError::Tokenizer {
+                path: path.clone(),
+                reason: e.to_string(),
+            })
+        })
+    }
+}
+
+/// The setting a model-loading error is about.
+pub(crate) fn load_error(e: LoadError) -> RunError {
+    let setting = match &e {
+        LoadError::TooManyLayers { .. } => Setting::Task("layers"),
+        LoadError::Adapter(
+            AdapterError::NoTargetMatched { .. }
+            | AdapterError::UnmatchedTargets { .. }
+            | AdapterError::InvalidTargets(_),
+        ) => Setting::Targets,
+        LoadError::Adapter(AdapterError::RankAboveLayer { .. }) => Setting::Rank,
+        LoadError::Adapter(_) => Setting::Ranks,
+        _ => Setting::Task("model"),
+    };
+    RunError::invalid(setting, e)
+}
+
+impl Task for CausalLmTask {
+    type Item = SftExample;
+    type Meta = CausalLmMeta;
+    type Model = LlamaForCausalLm;
+    type Batcher = SftBatcher;
+
+    fn name(&self) -> &str {
+        "causal-lm"
+    }
+
+    fn settings(&self) -> Map<String, Value> {
+        match serde_json::to_value(&self.config) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        }
+    }
+
+    fn base_model(&self) -> Option<String> {
+        std::fs::read(self.config.model.join("config.json"))
+            .ok()
+            .map(|bytes| sha256_hex(&bytes))
+    }
+
+    fn default_targets(&self) -> Vec<String> {
+        DEFAULT_TARGETS.iter().map(|t| t.to_string()).collect()
+    }
+
+    fn check(&self) -> Result<(), RunError> {
+        let c = &self.config;
+        let invalid =
+            |key: &'static str, why: String| Err(RunError::invalid(Setting::Task(key), why));
+        if c.max_len < 2 {
+            return invalid("max_len", format!("must be at least 2, got {}", c.max_len));
+        }
+        if c.test_data.is_none() && c.test_every < 2 {
+            return invalid(
+                "test_every",
+                format!(
+                    "the test split rule needs N >= 2 (row i is test if i % N == 0), got {}",
+                    c.test_every
+                ),
+            );
+        }
+        if c.gen_batch == 0 {
+            return invalid("gen_batch", "must be at least 1".into());
+        }
+        if c.layers == Some(0) {
+            return invalid(
+                "layers",
+                "must be at least 1 (or unset for all layers)".into(),
+            );
+        }
+        if !c.model.is_dir() {
+            return Err(load_error(LoadError::MissingDir(c.model.clone())));
+        }
+        Ok(())
+    }
+
+    fn prepare(&self) -> Result<TaskData<SftExample, CausalLmMeta>, RunError> {
+        let model = self.model_config()?;
+        let eos_ids = model.eos_ids();
+        let tokenizer = self.tokenizer(eos_ids[0])?;
+        let (train, test) = self.rows()?;
+        let encode = |rows: &[InstructRow], split: &str| {
+            let (examples, counts) = tokenizer.encode(rows).map_err(|e| match e {
+                InstructError::PromptTooLong { .. } => {
+                    RunError::invalid(Setting::Task("max_len"), format!("{split} split: {e}"))
+                }
+                e => RunError::invalid(Setting::Task("model"), e),
+            })?;
+            if examples.is_empty() {
+                return Err(RunError::invalid(
+                    Setting::Task("max_len"),
+                    format!("every {split} row's response was truncated away: raise --max-len"),
+                ));
+            }
+            Ok((examples, counts))
+        };
+        let (train, train_counts) = encode(&train, "train")?;
+        let (test, test_counts) = encode(&test, "test")?;
+        if let Some(id) = train
+            .iter()
+            .chain(&test)
+            .flat_map(|e| e.ids.iter().copied())
+            .find(|&id| id as usize >= model.vocab_size)
+        {
+            return Err(RunError::invalid(
+                Setting::Task("model"),
+                format!(
+                    "tokenizer.json produced token id {id}, but config.json's vocab_size is {}: the tokenizer is not the model's",
+                    model.vocab_size
+                ),
+            ));
+        }
+        Ok(TaskData {
+            train,
+            test,
+            meta: CausalLmMeta {
+                pad_id: model.pad_id(),
+                eos_ids,
+                train_counts,
+                test_counts,
+            },
+        })
+    }
+
+    fn batcher(&self) -> SftBatcher {
+        // Right padding is never attended by a scored position nor scored;
+        // the id only has to exist.
+        SftBatcher { pad_id: 0 }
+    }
+
+    fn build_model(
+        &self,
+        _meta: &CausalLmMeta,
+        injection: &Injection,
+        device: &Device,
+    ) -> Result<LlamaForCausalLm, RunError> {
+        let (model, _) = LlamaForCausalLm::from_pretrained(
+            &self.config.model,
+            self.config.layers,
+            Some(injection),
+            device,
+        )
+        .map_err(load_error)?;
+        Ok(model)
+    }
+
+    fn score_name(&self) -> &str {
+        "token_accuracy"
+    }
+
+    /// Greedy generation of every evaluation prompt (batches of `gen_batch`,
+    /// KV-cached, at most `max_new_tokens`), scored by exact match (%).
+    fn evaluate_at_rank(
+        &self,
+        model: &LlamaForCausalLm,
+        _rank: usize,
+        examples: &[SftExample],
+        _device: &Device,
+    ) -> Result<RankMetrics, RunError> {
+        if self.config.max_new_tokens == 0 || examples.is_empty() {
+            return Ok(Vec::new());
+        }
+        let config = self.model_config()?;
+        let tokenizer = self.tokenizer(config.eos_ids()[0])?;
+        let settings = Generation {
+            max_new_tokens: self.config.max_new_tokens,
+            eos_ids: config.eos_ids(),
+            pad_id: config.pad_id(),
+        };
+        let mut matches = 0usize;
+        for chunk in examples.chunks(self.config.gen_batch) {
+            let prompts: Vec<Vec<u32>> = chunk
+                .iter()
+                .map(|e| e.ids[..e.prompt_len].to_vec())
+                .collect();
+            let outputs = model.generate(&prompts, &settings);
+            for (example, ids) in chunk.iter().zip(outputs) {
+                let text = tokenizer
+                    .tokenizer()
+                    .decode(&ids, true)
+                    .map_err(|e| RunError::Failed(e.to_string().into()))?;
+                if exact_match(&text, &example.reference) {
+                    matches += 1;
+                }
+            }
+        }
+        Ok(vec![(
+            "exact_match".to_string(),
+            100.0 * matches as f64 / examples.len() as f64,
+        )])
+    }
+
+    fn curve_metric(&self) -> String {
+        if self.config.max_new_tokens == 0 {
+            "token_accuracy".into()
+        } else {
+            "exact_match".into()
+        }
+    }
+
+    /// `perplexity` = `exp(loss)` per rank.
+    fn finish_metrics(&self, per_rank: &mut BTreeMap<String, Vec<f64>>) {
+        if let Some(loss) = per_rank.get("loss") {
+            let ppl = loss.iter().map(|l| l.exp()).collect();
+            per_rank.insert("perplexity".into(), ppl);
+        }
+    }
+
+    /// The EOS ids responses were trained to end with.
+    fn describe(&self, meta: &CausalLmMeta) -> Map<String, Value> {
+        let mut map = Map::new();
+        map.insert("eos_ids".into(), meta.eos_ids.clone().into());
+        map
+    }
+}
