@@ -1,5 +1,17 @@
 #!/usr/bin/env python3
-"""Side-by-side speed of this crate and the PyTorch yardstick on the RT protocol.
+"""Side-by-side speed of this crate and the PyTorch yardstick: the RT protocol
+(--task rt, the default) or the causal-LM path (--task llm).
+
+--task llm: `mlora bench llm --model DIR` (lora and matryoshka) against
+scripts/torch_llm.py (PyTorch + PEFT LoRA on the same seven projections) on the same
+random-init small Llama (torch_llm.py make: 4 layers, hidden 512, GQA 8/2, vocab 32k,
+made once into --llm-model), the same synthetic rows, batch, sequence length and R;
+ms/step after warm-up and peak RSS, medians over interleaved repeats:
+
+    python3 scripts/bench_vs_torch.py --task llm --python /root/torchenv/bin/python \
+        --batch 4 --seq 256 --steps 10 --warmup 2 --repeats 3
+
+--task rt:
 
 Runs, interleaved and repeated, on the same machine in one go:
   * `mlora bench rt --method M --backend B --steps N --warmup W --json`
@@ -73,7 +85,14 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--out", default=None, help="write raw figures here (JSON)")
+    ap.add_argument("--task", default="rt", choices=["rt", "llm"])
+    ap.add_argument("--llm-model", default=None, help="--task llm: the model directory (made if missing)")
+    ap.add_argument("--batch", type=int, default=4, help="--task llm: rows per step")
+    ap.add_argument("--seq", type=int, default=256, help="--task llm: tokens per row")
+    ap.add_argument("--rank", type=int, default=32, help="--task llm: R")
     a = ap.parse_args()
+    if a.task == "llm":
+        return llm(a)
 
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     mlora = a.mlora or str(target / "release" / "mlora")
@@ -136,6 +155,58 @@ def main():
     if "lora" in methods and "matryoshka" in methods:
         m, l = med("torch", "matryoshka", "ms_per_step_all"), med("torch", "lora", "ms_per_step_all")
         print(f"{'torch matryoshka/lora step':34} {m:10.1f} {l:10.1f} {m / l:13.3f}")
+    if a.out:
+        Path(a.out).write_text(json.dumps({"args": vars(a), "runs": raw}, indent=1))
+
+
+def llm(a):
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    mlora = a.mlora or str(target / "release" / "mlora")
+    if not Path(mlora).is_file():
+        sys.exit(f"no mlora binary at {mlora}: cargo build --release --bin mlora (or pass --mlora)")
+    script = str(ROOT / "scripts" / "torch_llm.py")
+    model = a.llm_model or str(Path(os.environ.get("TMPDIR", "/tmp")) / "mlora-bench-llama")
+    env = dict(os.environ)
+    t = str(a.threads)
+    env.update(RAYON_NUM_THREADS=t, OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, TOKENIZERS_PARALLELISM="false")
+    if not Path(model, "model.safetensors").is_file():
+        run_measured([a.python, script, "make", "--out", model], env)
+    methods = a.methods.split(",")
+    common = ["--batch", str(a.batch), "--seq", str(a.seq), "--steps", str(a.steps),
+              "--warmup", str(a.warmup), "--rank", str(a.rank)]
+    raw = []
+    for rep in range(a.repeats):
+        for method in methods:
+            cmd = [mlora, "bench", "llm", "--model", model, "--method", method, "--json"] + common
+            out, err, wall = run_measured(peak_rss_cmd(cmd), env)
+            r = last_json(out)
+            raw.append({"side": "mlora", "method": method, "repeat": rep, "ms_per_step": r["ms_per_step"],
+                        "peak_rss_mb": parse_maxrss(err), "wall_s": wall, "tflops": r["tflops"]})
+            print(f"[{rep}] mlora {method:10} {r['ms_per_step']:8.1f} ms/step  RSS {raw[-1]['peak_rss_mb']:6.0f} MiB",
+                  flush=True)
+        cmd = [a.python, script, "train", "--model", model, "--threads", t] + common
+        out, err, wall = run_measured(peak_rss_cmd(cmd), env)
+        r = last_json(out)
+        raw.append({"side": "torch", "method": "lora", "repeat": rep, "ms_per_step": r["step_ms"],
+                    "peak_rss_mb": parse_maxrss(err), "wall_s": wall})
+        print(f"[{rep}] torch lora       {r['step_ms']:8.1f} ms/step  RSS {raw[-1]['peak_rss_mb']:6.0f} MiB",
+              flush=True)
+
+    def med(side, method, key):
+        vals = [x[key] for x in raw if x["side"] == side and x["method"] == method]
+        return statistics.median(vals) if vals else float("nan")
+
+    print()
+    print(f"causal LM (4 layers, d 512, vocab 32k), batch {a.batch} x {a.seq} tokens, R = {a.rank}, "
+          f"{a.steps} steps after {a.warmup}, {a.threads} threads, median of {a.repeats}; PyTorch = PEFT LoRA")
+    print(f"{'figure':34} {'ours':>10} {'PyTorch':>10} {'ours/PyTorch':>13}")
+    for method in methods:
+        for key, label in [("ms_per_step", "train ms/step"), ("peak_rss_mb", "peak RSS MiB")]:
+            ours, theirs = med("mlora", method, key), med("torch", "lora", key)
+            print(f"{method + ' ' + label:34} {ours:10.1f} {theirs:10.1f} {ours / theirs:13.3f}")
+    if "lora" in methods and "matryoshka" in methods:
+        m, l = med("mlora", "matryoshka", "ms_per_step"), med("mlora", "lora", "ms_per_step")
+        print(f"{'ours matryoshka/lora step':34} {m:10.1f} {l:10.1f} {m / l:13.3f}")
     if a.out:
         Path(a.out).write_text(json.dumps({"args": vars(a), "runs": raw}, indent=1))
 

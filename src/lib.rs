@@ -75,7 +75,7 @@ pub use adapter::{
     ActiveRank, AdaptableLinear, AdaptedModule, AdapterError, AdapterInit, AdapterMethod,
     AdapterSpec, DyLoraVariant, Injection, MatryoshkaAdapter, MatryoshkaConfig, MatryoshkaLinear,
     MatryoshkaLinearConfig, MatryoshkaReparameterizer, RankAxis, RankSampler, RankSet,
-    RankSubsetSampler, Scaling, Targets, adapt_linears, aurac, aurac_both, freeze_linear, lora_p,
-    matryoshka_p, rank_p,
+    RankSubsetSampler, Scaling, Targets, adapt_linears, aurac, aurac_both, freeze_linear,
+    frozen_forward, lora_p, matryoshka_p, rank_p,
 };
 pub use backend::{BackendKind, cpu_device};

@@ -6,6 +6,7 @@ mod common;
 
 use burn::prelude::*;
 use matryoshka_lora::data::{InstructRow, SftBatcher, SftTokenizer};
+use matryoshka_lora::models::BaseDtype;
 use matryoshka_lora::models::llama::{Generation, LlamaConfig, LlamaForCausalLm};
 use matryoshka_lora::tasks::causal_lm::{CausalLmConfig, CausalLmTask};
 use matryoshka_lora::train::{Runner, TaskModel, TrainConfig, TrainMethod};
@@ -33,7 +34,8 @@ fn parity_of(layout: &str) -> (f32, f64) {
     let parity: Parity =
         serde_json::from_str(&std::fs::read_to_string(dir.join("parity.json")).unwrap()).unwrap();
     let device = matryoshka_lora::cpu_device();
-    let (model, config) = LlamaForCausalLm::from_pretrained(&dir, None, None, &device).unwrap();
+    let (model, config) =
+        LlamaForCausalLm::from_pretrained(&dir, None, None, BaseDtype::F32, &device).unwrap();
     let mut worst = 0f32;
     for (seq, expected) in parity.sequences.iter().zip(&parity.logits) {
         let t = seq.len();
@@ -98,7 +100,8 @@ fn configs_of_other_architectures_and_bad_weights_are_named() {
         r#"{"model_type": "bert", "hidden_size": 8}"#,
     )
     .unwrap();
-    let e = LlamaForCausalLm::from_pretrained(&bert, None, None, &device).unwrap_err();
+    let e =
+        LlamaForCausalLm::from_pretrained(&bert, None, None, BaseDtype::F32, &device).unwrap_err();
     assert!(e.to_string().contains("model_type `bert`"), "{e}");
     // a mis-shaped config: the tensor is named
     let dir = common::temp_dir("llama-shape");
@@ -110,7 +113,8 @@ fn configs_of_other_architectures_and_bad_weights_are_named() {
             .unwrap();
     config["intermediate_size"] = 100.into();
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    let e = LlamaForCausalLm::from_pretrained(&dir, None, None, &device).unwrap_err();
+    let e =
+        LlamaForCausalLm::from_pretrained(&dir, None, None, BaseDtype::F32, &device).unwrap_err();
     assert!(
         e.to_string()
             .contains("model.layers.0.mlp.gate_proj.weight"),
@@ -120,7 +124,8 @@ fn configs_of_other_architectures_and_bad_weights_are_named() {
     config["intermediate_size"] = 160.into();
     config["tie_word_embeddings"] = false.into();
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    let e = LlamaForCausalLm::from_pretrained(&dir, None, None, &device).unwrap_err();
+    let e =
+        LlamaForCausalLm::from_pretrained(&dir, None, None, BaseDtype::F32, &device).unwrap_err();
     assert!(e.to_string().contains("`lm_head.weight` is missing"), "{e}");
     assert!(LlamaConfig::from_file(&fixture("smollm2/config.json")).is_ok());
 }
@@ -129,8 +134,14 @@ fn configs_of_other_architectures_and_bad_weights_are_named() {
 fn kv_cached_generation_equals_recomputing_for_rows_of_different_lengths() {
     let device = matryoshka_lora::cpu_device();
     for layout in ["llama3", "smollm2"] {
-        let (model, config) =
-            LlamaForCausalLm::from_pretrained(&fixture(layout), None, None, &device).unwrap();
+        let (model, config) = LlamaForCausalLm::from_pretrained(
+            &fixture(layout),
+            None,
+            None,
+            BaseDtype::F32,
+            &device,
+        )
+        .unwrap();
         let prompts = vec![
             vec![5u32, 9, 17, 33, 4, 80, 120],
             vec![7u32, 3],

@@ -35,7 +35,7 @@ impl AdaptableLinear {
     /// `x W + b` (plus the active adapter output when adapted). `[..., d_in] -> [..., d_out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match self {
-            Self::Plain(linear) => linear.forward(x),
+            Self::Plain(linear) => super::linear::frozen_forward(linear, x),
             Self::Adapted(adapted) => adapted.forward(x),
         }
     }

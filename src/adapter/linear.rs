@@ -106,14 +106,14 @@ impl MatryoshkaLinear {
     /// float rounding.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         if self.folds_into_weight(&x) {
-            let weight = self.base.weight.val() + self.adapter.delta();
+            let weight = in_dtype(self.base.weight.val(), x.dtype()) + self.adapter.delta();
             return burn::tensor::module::linear(
                 x,
                 weight,
                 self.base.bias.as_ref().map(|b| b.val()),
             );
         }
-        self.base.forward(x.clone()) + self.adapter.forward(x)
+        frozen_forward(&self.base, x.clone()) + self.adapter.forward(x)
     }
 
     /// Whether folding the active adapter into the weight is exact for autodiff
@@ -129,13 +129,14 @@ impl MatryoshkaLinear {
     /// Rank-`k` output `x W + b + s(k) x A[:, :k] B[:k]`; errors unless `1 <= k <= R`.
     pub fn forward_at_rank<const D: usize>(&self, x: Tensor<D>, k: usize) -> Result<Tensor<D>> {
         let delta = self.adapter.forward_at_rank(x.clone(), k)?;
-        Ok(self.base.forward(x) + delta)
+        Ok(frozen_forward(&self.base, x) + delta)
     }
 
     /// A plain `Linear` whose output equals `forward_at_rank(., k)`:
     /// `W_k = W + s(k) A[:, :k] B[:k]`, same bias. The result is detached.
     pub fn merge(&self, k: usize) -> Result<Linear> {
-        let weight = (self.base.weight.val() + self.adapter.delta_at_rank(k)?).detach();
+        let delta = self.adapter.delta_at_rank(k)?;
+        let weight = (in_dtype(self.base.weight.val(), delta.dtype()) + delta).detach();
         Ok(Linear {
             weight: Param::from_tensor(weight),
             bias: self
@@ -150,6 +151,24 @@ impl MatryoshkaLinear {
     pub fn into_base(self) -> Linear {
         self.base
     }
+}
+
+/// `x W + b` for a frozen `Linear` held in any float dtype: a base stored in
+/// bf16 or f16 multiplies `x` cast to its dtype, and the result comes back in
+/// `x`'s dtype (f32), so adapters, gradients and everything around stay f32.
+/// `[..., d_in] -> [..., d_out]`.
+pub fn frozen_forward<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
+    let (wanted, held) = (x.dtype(), linear.weight.val().dtype());
+    if wanted == held {
+        linear.forward(x)
+    } else {
+        in_dtype(linear.forward(x.cast(held)), wanted)
+    }
+}
+
+/// `t` in `dtype` (unchanged when it already is).
+pub(crate) fn in_dtype<const D: usize>(t: Tensor<D>, dtype: burn::tensor::DType) -> Tensor<D> {
+    if t.dtype() == dtype { t } else { t.cast(dtype) }
 }
 
 /// Freezes a `Linear`'s weight and bias (no gradient, not optimised).

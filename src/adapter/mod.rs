@@ -19,7 +19,7 @@ pub use adaptable::AdaptableLinear;
 pub use aurac::{RankAxis, aurac, aurac_both};
 pub use error::{AdapterError, Result};
 pub use inject::{Injection, MatryoshkaReparameterizer, adapt_linears};
-pub use linear::{MatryoshkaLinear, MatryoshkaLinearConfig, freeze_linear};
+pub use linear::{MatryoshkaLinear, MatryoshkaLinearConfig, freeze_linear, frozen_forward};
 pub use method::{
     AdapterMethod, DyLoraVariant, RankSampler, RankSubsetSampler, lora_p, matryoshka_p, rank_p,
 };

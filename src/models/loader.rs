@@ -8,6 +8,7 @@
 //! weights in the checkpoint and the module in adapter targets, so adapters
 //! need no per-model name lists.
 
+use super::dtype::BaseDtype;
 use super::weights::{LoadError, TensorSource};
 use crate::adapter::{AdaptableLinear, Injection};
 use crate::kernels::FusedLayerNorm;
@@ -17,8 +18,10 @@ use burn::prelude::*;
 
 /// A position in a checkpoint's module tree, and what to load there.
 ///
-/// Every tensor is loaded frozen (no gradient) as f32; PyTorch's `[out, in]`
-/// linear weights are transposed to burn's `[in, out]`.
+/// Every tensor is loaded frozen (no gradient), as f32 unless
+/// [`ModuleLoader::with_dtype`] says otherwise for linear and embedding
+/// weights; PyTorch's `[out, in]` linear weights are transposed to burn's
+/// `[in, out]`.
 ///
 /// ```no_run
 /// use matryoshka_lora::models::{ModuleLoader, WeightFiles};
@@ -36,6 +39,7 @@ pub struct ModuleLoader<'a> {
     device: &'a Device,
     prefix: String,
     injection: Option<&'a Injection>,
+    dtype: BaseDtype,
 }
 
 impl<'a> ModuleLoader<'a> {
@@ -48,7 +52,15 @@ impl<'a> ModuleLoader<'a> {
             device,
             prefix: String::new(),
             injection: None,
+            dtype: BaseDtype::F32,
         }
+    }
+
+    /// The same loader, holding linear and embedding weights in `dtype`
+    /// (norm weights and biases of norms stay f32).
+    pub fn with_dtype(mut self, dtype: BaseDtype) -> Self {
+        self.dtype = dtype;
+        self
     }
 
     /// The same loader, attaching adapters where `injection` selects.
@@ -115,12 +127,16 @@ impl<'a> ModuleLoader<'a> {
                 t[i * d_out + o] = w[o * d_in + i];
             }
         }
-        let weight = frozen(Tensor::from_data(
+        let weight = frozen(self.held(Tensor::from_data(
             TensorData::new(t, [d_in, d_out]),
             self.device,
-        ));
+        )));
         let bias = if bias {
-            Some(at.tensor("bias", [d_out])?)
+            let b = at.weights.read_f32(&at.path("bias"), &[d_out])?;
+            Some(frozen(self.held(Tensor::from_data(
+                TensorData::new(b, [d_out]),
+                self.device,
+            ))))
         } else {
             None
         };
@@ -163,9 +179,25 @@ impl<'a> ModuleLoader<'a> {
 
     /// The frozen `Embedding` `name` from `{name}.weight` `[n, d]`.
     pub fn embedding(&self, name: &str, n: usize, d: usize) -> Result<Embedding, LoadError> {
+        let values = self
+            .weights
+            .read_f32(&self.pp(name).path("weight"), &[n, d])?;
         Ok(Embedding {
-            weight: self.pp(name).tensor("weight", [n, d])?,
+            weight: frozen(self.held(Tensor::from_data(
+                TensorData::new(values, [n, d]),
+                self.device,
+            ))),
         })
+    }
+}
+
+impl ModuleLoader<'_> {
+    /// `t` in the loader's base dtype.
+    fn held<const D: usize>(&self, t: Tensor<D>) -> Tensor<D> {
+        match self.dtype {
+            BaseDtype::F32 => t,
+            other => t.cast(other.dtype()),
+        }
     }
 }
 

@@ -5,11 +5,13 @@
 //! adapters through one [`Injection`](crate::Injection).
 
 pub mod bert;
+mod dtype;
 pub mod llama;
 mod loader;
 mod random;
 mod weights;
 
+pub use dtype::BaseDtype;
 pub use loader::ModuleLoader;
 pub use random::RandomWeights;
 pub use weights::{LoadError, SHARD_INDEX, SINGLE_FILE, TensorSource, WeightFiles};

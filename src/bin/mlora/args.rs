@@ -6,6 +6,7 @@ use super::failure::{Failure, bad};
 use super::output::print_table;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use matryoshka_lora::BackendKind;
+use matryoshka_lora::models::BaseDtype;
 use matryoshka_lora::models::llama::PRESETS;
 use matryoshka_lora::report::{RankWithin, Report};
 use matryoshka_lora::tasks::causal_lm::CausalLmConfig;
@@ -192,6 +193,9 @@ pub struct BenchLlmArgs {
     /// Model shape: llama-3.2-1b, llama-3.1-8b, tinyllama-1.1b, smollm2-135m or tiny.
     #[arg(long, default_value = "tiny")]
     pub config: String,
+    /// A Llama-family model directory to load instead (its shape and weights).
+    #[arg(long, conflicts_with = "config")]
+    pub model: Option<PathBuf>,
     /// Random weights (the only source: accepted for clarity).
     #[arg(long)]
     pub random_init: bool,
@@ -219,6 +223,9 @@ pub struct BenchLlmArgs {
     /// Keep only the first N layers.
     #[arg(long)]
     pub layers: Option<usize>,
+    /// The frozen base's matrices in f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    pub base_dtype: BaseDtype,
     /// The device's dense peak in TFLOP/s, for model FLOPs utilisation.
     #[arg(long)]
     pub peak_tflops: Option<f64>,
@@ -231,7 +238,7 @@ pub struct BenchLlmArgs {
 
 impl BenchLlmArgs {
     pub fn check(&self) -> Result<(), Failure> {
-        if !PRESETS.contains(&self.config.as_str()) {
+        if self.model.is_none() && !PRESETS.contains(&self.config.as_str()) {
             return Err(bad(
                 "--config",
                 format!(
@@ -381,6 +388,10 @@ pub struct DataOverrides {
     /// causal-lm: rows generated together [default: 16].
     #[arg(long)]
     pub gen_batch: Option<usize>,
+    /// causal-lm: hold the frozen base's matrices in f32, bf16 or f16 (adapters,
+    /// gradients and optimizer state stay f32) [default: f32].
+    #[arg(long)]
+    pub base_dtype: Option<BaseDtype>,
 }
 
 #[derive(Args, Clone)]
@@ -460,8 +471,9 @@ pub struct RunArgs {
 }
 
 /// The flags that shape a run, which `--resume` takes from the run itself.
-pub const RUN_FLAGS: [&str; 37] = [
+pub const RUN_FLAGS: [&str; 38] = [
     "task",
+    "base_dtype",
     "prompt_field",
     "response_field",
     "max_new_tokens",
@@ -534,6 +546,7 @@ impl DataOverrides {
                     ("--response-field", self.response_field.is_some()),
                     ("--max-new-tokens", self.max_new_tokens.is_some()),
                     ("--gen-batch", self.gen_batch.is_some()),
+                    ("--base-dtype", self.base_dtype.is_some()),
                 ],
                 "causal-lm",
             ),
@@ -580,6 +593,9 @@ impl DataOverrides {
         }
         if let Some(v) = self.gen_batch {
             c.gen_batch = v;
+        }
+        if let Some(v) = self.base_dtype {
+            c.base_dtype = v;
         }
     }
 

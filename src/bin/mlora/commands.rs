@@ -509,6 +509,7 @@ pub fn bench_llm_cmd(args: BenchLlmArgs) -> Result<(), Failure> {
     args.check()?;
     let result = LlmBench {
         config: args.config.clone(),
+        model: args.model.clone(),
         batch: args.batch,
         seq: args.seq,
         steps: args.steps,
@@ -519,6 +520,7 @@ pub fn bench_llm_cmd(args: BenchLlmArgs) -> Result<(), Failure> {
         layers: args.layers,
         peak_tflops: args.peak_tflops,
         seed: args.seed,
+        base_dtype: args.base_dtype,
     }
     .run()?;
     args.print.emit(&result, || {
@@ -527,9 +529,10 @@ pub fn bench_llm_cmd(args: BenchLlmArgs) -> Result<(), Failure> {
             None => String::new(),
         };
         format!(
-            "llm {} ({} layers) {} on {}: batch {} x {} tokens, R = {}: {:.1} ms/step, {:.0} tokens/s, {:.3} TFLOP/step = {:.3} TFLOP/s{mfu}, peak RSS {:.0} MiB",
+            "llm {} ({} layers, base {}) {} on {}: batch {} x {} tokens, R = {}: {:.1} ms/step, {:.0} tokens/s, {:.2} GFLOP/step = {:.3} TFLOP/s{mfu}, peak RSS {:.0} MiB",
             result.config,
             result.layers,
+            result.base_dtype,
             result.method,
             result.backend,
             result.batch,
@@ -537,7 +540,7 @@ pub fn bench_llm_cmd(args: BenchLlmArgs) -> Result<(), Failure> {
             result.rank,
             result.ms_per_step,
             result.tokens_per_s,
-            result.tflop_per_step,
+            1000.0 * result.tflop_per_step,
             result.tflops,
             result.peak_rss_mb
         )

@@ -45,6 +45,7 @@ pub fn flag(setting: Setting) -> &'static str {
             "response_field" => "--response-field",
             "max_new_tokens" => "--max-new-tokens",
             "gen_batch" => "--gen-batch",
+            "base_dtype" => "--base-dtype",
             "config" => "--config",
             "seq" => "--seq",
             "steps" => "--steps",

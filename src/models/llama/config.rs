@@ -337,6 +337,11 @@ impl LlamaConfig {
     /// Parameters of the frozen base: embeddings, the seven projections per
     /// layer, norms, and `lm_head` when untied.
     pub fn parameter_count(&self) -> usize {
+        self.parameter_count_with(self.num_hidden_layers)
+    }
+
+    /// [`LlamaConfig::parameter_count`] of the model cut to its first `layers` layers.
+    pub fn parameter_count_with(&self, layers: usize) -> usize {
         let (d, f, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
         let (q, kv) = (
             self.num_attention_heads * self.head_size(),
@@ -344,7 +349,7 @@ impl LlamaConfig {
         );
         let layer = d * q + 2 * d * kv + q * d + 3 * d * f + 2 * d;
         let head = if self.tie_word_embeddings { 0 } else { v * d };
-        v * d + self.num_hidden_layers * layer + d + head
+        v * d + layers * layer + d + head
     }
 }
 

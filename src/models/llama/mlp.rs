@@ -2,10 +2,10 @@
 
 use super::config::LlamaConfig;
 use crate::adapter::AdaptableLinear;
+use crate::kernels::swiglu;
 use crate::models::{LoadError, ModuleLoader};
 use burn::module::Module;
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 
 /// `down_proj(silu(gate_proj(x)) ⊙ up_proj(x))`.
 ///
@@ -37,7 +37,8 @@ impl LlamaMlp {
 
     /// `x`: `[B, T, d]` -> `[B, T, d]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = self.gate_proj.forward(x.clone());
+        self.down_proj
+            .forward(swiglu(gate, self.up_proj.forward(x)))
     }
 }

@@ -6,11 +6,12 @@ use super::attention::LayerCache;
 use super::config::LlamaConfig;
 use super::layer::LlamaDecoderLayer;
 use super::rotary::RotaryEmbedding;
-use crate::adapter::Injection;
-use crate::models::{LoadError, ModuleLoader, TensorSource, WeightFiles};
+use crate::adapter::{Injection, frozen_forward};
+use crate::models::{BaseDtype, LoadError, ModuleLoader, TensorSource, WeightFiles};
 use burn::module::Module;
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::prelude::*;
+use burn::tensor::DType;
 use std::path::Path;
 
 /// The family's default adapter targets, as PEFT's `target_modules`: every
@@ -54,12 +55,14 @@ impl LlamaForCausalLm {
     /// shards; f32, f16 or bf16) from `dir`, keeping the first `n_layers`
     /// layers when given, with adapters where `injection` selects (Hugging
     /// Face paths such as `model.layers.0.self_attn.q_proj`; its outcome is
-    /// checked). A missing or mis-shaped tensor is an error naming it; a
-    /// config of another architecture is an error naming `model_type`.
+    /// checked), holding the linear and embedding weights in `dtype`. A
+    /// missing or mis-shaped tensor is an error naming it; a config of
+    /// another architecture is an error naming `model_type`.
     pub fn from_pretrained(
         dir: &Path,
         n_layers: Option<usize>,
         injection: Option<&Injection>,
+        dtype: BaseDtype,
         device: &Device,
     ) -> Result<(Self, LlamaConfig), LoadError> {
         if !dir.is_dir() {
@@ -67,7 +70,7 @@ impl LlamaForCausalLm {
         }
         let config = LlamaConfig::from_file(&dir.join("config.json"))?;
         let weights = WeightFiles::open_dir(dir)?;
-        let model = Self::from_source(&weights, &config, n_layers, injection, device)?;
+        let model = Self::from_source(&weights, &config, n_layers, injection, dtype, device)?;
         Ok((model, config))
     }
 
@@ -78,9 +81,12 @@ impl LlamaForCausalLm {
         config: &LlamaConfig,
         n_layers: Option<usize>,
         injection: Option<&Injection>,
+        dtype: BaseDtype,
         device: &Device,
     ) -> Result<Self, LoadError> {
-        let root = ModuleLoader::new(weights, device).with_injection(injection);
+        let root = ModuleLoader::new(weights, device)
+            .with_injection(injection)
+            .with_dtype(dtype);
         let model = Self::load(&root, config, n_layers)?;
         if let Some(injection) = injection {
             injection.finish()?;
@@ -139,7 +145,7 @@ impl LlamaForCausalLm {
         let [_, n] = ids.dims();
         let bias = attention_bias(key_mask, n);
         let (cos, sin) = self.rotary.tables(positions);
-        let mut x = self.embed_tokens.forward(ids);
+        let mut x = in_f32(self.embed_tokens.forward(ids));
         match caches {
             Some(caches) => {
                 for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
@@ -159,7 +165,7 @@ impl LlamaForCausalLm {
     /// embedding matrix transposed when tied).
     pub fn project<const D: usize>(&self, h: Tensor<D>) -> Tensor<D> {
         match &self.lm_head {
-            Some(head) => head.forward(h),
+            Some(head) => frozen_forward(head, h),
             None => {
                 let w = self.embed_tokens.weight.val().transpose();
                 let dims = h.dims();
@@ -168,7 +174,8 @@ impl LlamaForCausalLm {
                 let v = w.dims()[1];
                 let mut out = dims;
                 out[D - 1] = v;
-                h.reshape([rows, d]).matmul(w).reshape(out)
+                let held = w.dtype();
+                in_f32(h.reshape([rows, d]).cast(held).matmul(w)).reshape(out)
             }
         }
     }
@@ -178,6 +185,14 @@ impl LlamaForCausalLm {
     pub fn logits(&self, ids: Tensor<2, Int>, mask: Tensor<2, Int>) -> Tensor<3> {
         let positions = positions_of(&mask);
         self.project(self.hidden(ids, positions, mask, None))
+    }
+}
+
+/// `t` as f32 (a half-precision base's outputs).
+fn in_f32<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+    match t.dtype() {
+        DType::F32 => t,
+        _ => t.cast(DType::F32),
     }
 }
 

@@ -5,20 +5,24 @@
 use crate::adapter::Injection;
 use crate::backend::BackendKind;
 use crate::data::{SftBatcher, SftExample};
-use crate::models::RandomWeights;
 use crate::models::llama::{DEFAULT_TARGETS, LlamaConfig, LlamaForCausalLm, PRESETS};
+use crate::models::{BaseDtype, RandomWeights};
 use crate::train::{RunError, Runner, Setting, Task, TaskData, TrainConfig, TrainMethod};
 use burn::prelude::*;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// A causal-LM task on a named model shape with random weights (drawn on
-/// the host from `seed`, the same on every backend) and random rows of
-/// `seq` tokens: the first half prompt, the rest response ending in EOS.
+/// A causal-LM task on random rows of `seq` tokens (the first half prompt,
+/// the rest response ending in EOS; ids `3 + h(seed, split, row, i) mod
+/// (V - 3)` with the hash of `scripts/torch_llm.py`), with a model of a
+/// named shape and random weights (drawn on the host from `seed`, the same
+/// on every backend), or a Hugging Face directory's.
 #[derive(Debug, Clone)]
 pub struct SyntheticLmTask {
-    /// The preset's name.
+    /// The preset's name (or the model directory's path).
     pub preset: String,
+    /// The model directory whose weights to load (`None`: random weights).
+    pub model_dir: Option<std::path::PathBuf>,
     /// Its shape.
     pub model: LlamaConfig,
     /// Keep only the first `n` layers.
@@ -31,6 +35,8 @@ pub struct SyntheticLmTask {
     pub test_rows: usize,
     /// Seed of the weights and rows.
     pub seed: u64,
+    /// The dtype of the frozen base's matrices.
+    pub base_dtype: BaseDtype,
 }
 
 impl SyntheticLmTask {
@@ -53,12 +59,37 @@ impl SyntheticLmTask {
         })?;
         Ok(Self {
             preset: name.to_string(),
+            model_dir: None,
             model,
             layers: None,
             seq,
             train_rows,
             test_rows,
             seed,
+            base_dtype: BaseDtype::F32,
+        })
+    }
+
+    /// The task on the model in `dir` (its `config.json` and weights).
+    pub fn from_dir(
+        dir: &std::path::Path,
+        seq: usize,
+        train_rows: usize,
+        test_rows: usize,
+        seed: u64,
+    ) -> Result<Self, RunError> {
+        let model =
+            LlamaConfig::from_file(&dir.join("config.json")).map_err(super::task::load_error)?;
+        Ok(Self {
+            preset: dir.display().to_string(),
+            model_dir: Some(dir.to_path_buf()),
+            model,
+            layers: None,
+            seq,
+            train_rows,
+            test_rows,
+            seed,
+            base_dtype: BaseDtype::F32,
         })
     }
 
@@ -103,6 +134,7 @@ impl Task for SyntheticLmTask {
         let mut map = Map::new();
         map.insert("config".into(), self.preset.clone().into());
         map.insert("seq".into(), self.seq.into());
+        map.insert("base_dtype".into(), self.base_dtype.to_string().into());
         map
     }
 
@@ -141,11 +173,24 @@ impl Task for SyntheticLmTask {
         injection: &Injection,
         device: &Device,
     ) -> Result<LlamaForCausalLm, RunError> {
+        super::task::check_dtype(self.base_dtype, device)?;
+        if let Some(dir) = &self.model_dir {
+            return LlamaForCausalLm::from_pretrained(
+                dir,
+                self.layers,
+                Some(injection),
+                self.base_dtype,
+                device,
+            )
+            .map(|(model, _)| model)
+            .map_err(super::task::load_error);
+        }
         LlamaForCausalLm::from_source(
             &RandomWeights::new(self.seed),
             &self.model,
             self.layers,
             Some(injection),
+            self.base_dtype,
             device,
         )
         .map_err(super::task::load_error)
@@ -161,6 +206,8 @@ impl Task for SyntheticLmTask {
 pub struct LlmBench {
     /// A preset of [`PRESETS`].
     pub config: String,
+    /// A model directory to load instead of the preset's random weights.
+    pub model: Option<std::path::PathBuf>,
     /// Rows per step.
     pub batch: usize,
     /// Tokens per row.
@@ -181,6 +228,8 @@ pub struct LlmBench {
     pub peak_tflops: Option<f64>,
     /// Seed of the weights and rows.
     pub seed: u64,
+    /// The dtype of the frozen base's matrices.
+    pub base_dtype: BaseDtype,
 }
 
 /// What [`LlmBench::run`] measured.
@@ -196,6 +245,8 @@ pub struct LlmBenchResult {
     pub method: TrainMethod,
     /// The backend.
     pub backend: BackendKind,
+    /// The dtype of the frozen base's matrices.
+    pub base_dtype: BaseDtype,
     /// Rows per step.
     pub batch: usize,
     /// Tokens per row.
@@ -268,8 +319,12 @@ impl LlmBench {
             ));
         }
         let rows = self.batch * (self.steps + self.warmup);
-        let mut task = SyntheticLmTask::new(&self.config, self.seq, rows, self.batch, self.seed)?;
+        let mut task = match &self.model {
+            Some(dir) => SyntheticLmTask::from_dir(dir, self.seq, rows, self.batch, self.seed)?,
+            None => SyntheticLmTask::new(&self.config, self.seq, rows, self.batch, self.seed)?,
+        };
         task.layers = self.layers;
+        task.base_dtype = self.base_dtype;
         let layers = self.layers.unwrap_or(task.model.num_hidden_layers);
         let train = TrainConfig {
             backend: self.backend,
@@ -301,16 +356,17 @@ impl LlmBench {
             layers * self.rank * ((d + q) + 2 * (d + kv) + (q + d) + 2 * (d + f) + (f + d));
         Ok(LlmBenchResult {
             bench: "llm",
-            config: self.config.clone(),
+            config: runner.task().preset.clone(),
             layers,
             method: self.method,
             backend: self.backend,
+            base_dtype: self.base_dtype,
             batch: self.batch,
             seq: self.seq,
             rank: self.rank,
             warmup: self.warmup,
             steps: self.steps,
-            base_params: model.parameter_count(),
+            base_params: model.parameter_count_with(layers),
             adapter_params,
             ms_per_step,
             tokens_per_s: (self.batch * self.seq) as f64 / (ms_per_step / 1000.0),

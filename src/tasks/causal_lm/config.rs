@@ -1,5 +1,6 @@
 //! The causal-LM task's own settings.
 
+use crate::models::BaseDtype;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -33,6 +34,9 @@ pub struct CausalLmConfig {
     pub gen_batch: usize,
     /// Keep only the first `n` decoder layers (`None`: all).
     pub layers: Option<usize>,
+    /// The dtype the frozen base's matrices are held in.
+    #[serde(default)]
+    pub base_dtype: BaseDtype,
 }
 
 impl CausalLmConfig {
@@ -53,6 +57,7 @@ impl CausalLmConfig {
             max_new_tokens: 256,
             gen_batch: 16,
             layers: None,
+            base_dtype: BaseDtype::F32,
         }
     }
 }

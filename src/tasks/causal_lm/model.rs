@@ -1,9 +1,9 @@
 //! The Llama decoder as a [`TaskModel`]: masked SFT loss and token accuracy.
 
 use crate::data::SftBatch;
+use crate::kernels::cross_entropy;
 use crate::models::llama::LlamaForCausalLm;
 use crate::train::{RankedBatchOutput, TaskModel};
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 
 impl LlamaForCausalLm {
@@ -32,9 +32,7 @@ impl TaskModel for LlamaForCausalLm {
     /// loss over all rows.
     fn forward_batch(&self, batch: &SftBatch) -> RankedBatchOutput {
         let logits = self.scored_logits(batch);
-        let loss = CrossEntropyLossConfig::new()
-            .init(&logits.device())
-            .forward(logits.clone(), batch.targets.clone());
+        let loss = cross_entropy(logits.clone(), batch.targets.clone());
         let n = batch.count;
         let correct = logits
             .argmax(1)

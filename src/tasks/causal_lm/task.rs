@@ -10,8 +10,8 @@ use crate::data::{
     read_jsonl,
 };
 use crate::io::manifest::sha256_hex;
-use crate::models::LoadError;
 use crate::models::llama::{DEFAULT_TARGETS, Generation, LlamaConfig, LlamaForCausalLm};
+use crate::models::{BaseDtype, LoadError};
 use crate::train::{RankMetrics, RunError, Setting, Task, TaskData};
 use burn::prelude::*;
 use serde_json::{Map, Value};
@@ -162,6 +162,20 @@ pub(crate) fn load_error(e: LoadError) -> RunError {
     RunError::invalid(setting, e)
 }
 
+/// Whether `device` can hold a base in `dtype` (an error naming the setting if not).
+pub(crate) fn check_dtype(dtype: BaseDtype, device: &Device) -> Result<(), RunError> {
+    if dtype == BaseDtype::F32 || device.supports_dtype(dtype.dtype()) {
+        Ok(())
+    } else {
+        Err(RunError::invalid(
+            Setting::Task("base_dtype"),
+            format!(
+                "this backend's device cannot compute in {dtype}: use f32 (or another backend)"
+            ),
+        ))
+    }
+}
+
 impl Task for CausalLmTask {
     type Item = SftExample;
     type Meta = CausalLmMeta;
@@ -280,10 +294,12 @@ impl Task for CausalLmTask {
         injection: &Injection,
         device: &Device,
     ) -> Result<LlamaForCausalLm, RunError> {
+        check_dtype(self.config.base_dtype, device)?;
         let (model, _) = LlamaForCausalLm::from_pretrained(
             &self.config.model,
             self.config.layers,
             Some(injection),
+            self.config.base_dtype,
             device,
         )
         .map_err(load_error)?;
