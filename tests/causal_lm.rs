@@ -239,6 +239,39 @@ fn mlora() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("mlora").unwrap()
 }
 
+/// Runs `mlora args`, asserts it succeeded, and parses its stdout as JSON
+/// (`Null` when it printed nothing).
+fn json_of(args: &[&str]) -> serde_json::Value {
+    let output = mlora().args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// `mlora eval --task causal-lm` of the base model in `model` on 8 test rows.
+fn eval_base(model: &std::path::Path, max_new_tokens: &str) -> serde_json::Value {
+    json_of(&[
+        "eval",
+        "--task",
+        "causal-lm",
+        "--model",
+        &model.display().to_string(),
+        "--data",
+        &fixture("arith.jsonl").display().to_string(),
+        "--test-n",
+        "8",
+        "--max-len",
+        "40",
+        "--max-new-tokens",
+        max_new_tokens,
+        "--json",
+        "--quiet",
+    ])
+}
+
 /// `mlora train --task causal-lm` on the tinyllama fixture with quick
 /// settings plus `extra`; returns (code, stdout, stderr).
 fn lm_train(out: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
@@ -342,7 +375,7 @@ fn cli_train_eval_base_eval_compare_and_bench() {
     );
 
     let run = dir.join("run");
-    let (code, stdout, stderr) = lm_train(&run, &["--json"]);
+    let (code, stdout, stderr) = lm_train(&run, &["--json", "--lr", "3e-2", "--epochs", "2"]);
     assert_eq!(code, 0, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["task"], "causal-lm");
@@ -351,108 +384,77 @@ fn cli_train_eval_base_eval_compare_and_bench() {
     }
     assert_eq!(report["aurac_metric"], "exact_match");
     // the saved run evaluates to the same figures
-    let output = mlora()
-        .args([
-            "eval",
-            "--adapter",
-            &run.display().to_string(),
-            "--json",
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let again: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let again = json_of(&[
+        "eval",
+        "--adapter",
+        &run.display().to_string(),
+        "--json",
+        "--quiet",
+    ]);
     for key in ["loss", "exact_match", "token_accuracy"] {
         assert_eq!(again[key], report[key], "{key}");
     }
     // the base model alone
-    let output = mlora()
-        .args([
-            "eval",
-            "--task",
-            "causal-lm",
-            "--model",
-            &fixture("tinyllama").display().to_string(),
-            "--data",
-            &fixture("arith.jsonl").display().to_string(),
-            "--test-n",
-            "8",
-            "--max-len",
-            "40",
-            "--max-new-tokens",
-            "4",
-            "--json",
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let base: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let base = eval_base(&fixture("tinyllama"), "4");
     assert_eq!(base["ranks"], serde_json::json!([]));
-    assert!(base["base_loss"].as_f64().unwrap() > report["loss"][2].as_f64().unwrap());
+    assert!(base["base_loss"].as_f64().unwrap() > report["loss"][2].as_f64().unwrap() + 0.05);
     assert!(base["base_exact_match"].is_number());
+    // merged at rank 2 into a model directory, the base model alone gives
+    // the adapter's rank-2 loss (the f16 checkpoint rounds the merged weights)
+    let merged = dir.join("merged");
+    json_of(&[
+        "merge",
+        "--adapter",
+        &run.display().to_string(),
+        "--rank",
+        "2",
+        "--out",
+        &merged.display().to_string(),
+        "--json",
+    ]);
+    let merged_eval = eval_base(&merged, "0");
+    let (m, r2) = (
+        merged_eval["base_loss"].as_f64().unwrap(),
+        report["loss"][1].as_f64().unwrap(),
+    );
+    println!("merged at rank 2: loss {m} vs the adapter's {r2}");
+    assert!((m - r2).abs() < 1e-3, "{m} vs {r2}");
     // compare writes each method's run and the summary
     let cmp = dir.join("cmp");
-    let output = mlora()
-        .args([
-            "compare",
-            "--task",
-            "causal-lm",
-            "--model",
-            &fixture("smollm2").display().to_string(),
-            "--data",
-            &fixture("arith.jsonl").display().to_string(),
-            "--methods",
-            "lora,matryoshka",
-            "--rank",
-            "4",
-            "--batch",
-            "8",
-            "--train-n",
-            "16",
-            "--test-n",
-            "8",
-            "--max-len",
-            "40",
-            "--max-new-tokens",
-            "2",
-            "--quiet",
-            "--out",
-            &cmp.display().to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let reports = json_of(&[
+        "compare",
+        "--task",
+        "causal-lm",
+        "--model",
+        &fixture("smollm2").display().to_string(),
+        "--data",
+        &fixture("arith.jsonl").display().to_string(),
+        "--methods",
+        "lora,matryoshka",
+        "--rank",
+        "4",
+        "--batch",
+        "8",
+        "--train-n",
+        "16",
+        "--test-n",
+        "8",
+        "--max-len",
+        "40",
+        "--max-new-tokens",
+        "2",
+        "--json",
+        "--out",
+        &cmp.display().to_string(),
+    ]);
+    assert_eq!(reports.as_array().map(Vec::len), Some(2));
     for m in ["lora", "matryoshka"] {
         assert!(cmp.join(m).join("adapter.safetensors").is_file(), "{m}");
     }
     // bench llm on the tiny shape
-    let output = mlora()
-        .args([
-            "bench", "llm", "--config", "tiny", "--batch", "2", "--seq", "32", "--steps", "2",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let bench: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let bench = json_of(&[
+        "bench", "llm", "--config", "tiny", "--batch", "2", "--seq", "32", "--steps", "2", "--json",
+    ]);
     assert!(bench["ms_per_step"].as_f64().unwrap() > 0.0);
     assert!(bench["tokens_per_s"].as_f64().unwrap() > 0.0);
     let output = mlora()

@@ -3,3 +3,23 @@
 
 pub mod causal_lm;
 pub mod classify;
+
+use crate::adapter::AdapterError;
+use crate::models::LoadError;
+use crate::train::{RunError, Setting};
+
+/// The setting a model-loading error is about.
+pub(crate) fn load_error(e: LoadError) -> RunError {
+    let setting = match &e {
+        LoadError::TooManyLayers { .. } => Setting::Task("layers"),
+        LoadError::Adapter(
+            AdapterError::NoTargetMatched { .. }
+            | AdapterError::UnmatchedTargets { .. }
+            | AdapterError::InvalidTargets(_),
+        ) => Setting::Targets,
+        LoadError::Adapter(AdapterError::RankAboveLayer { .. }) => Setting::Rank,
+        LoadError::Adapter(_) => Setting::Ranks,
+        _ => Setting::Task("model"),
+    };
+    RunError::invalid(setting, e)
+}

@@ -1,7 +1,7 @@
 //! Batched greedy generation with a KV cache.
 
 use super::attention::LayerCache;
-use super::model::LlamaForCausalLm;
+use super::model::{LlamaForCausalLm, positions_from};
 use burn::prelude::*;
 
 /// Greedy decoding settings.
@@ -132,19 +132,6 @@ fn left_padded(rows: &[Vec<u32>], pad: u32) -> (Vec<i64>, Vec<i64>, usize) {
         }
     }
     (ids, mask, width)
-}
-
-/// `cumsum(mask) - 1` per row, 0 on padding before the first token.
-fn positions_from(mask: &[i64], b: usize, t: usize) -> Vec<i64> {
-    let mut out = vec![0i64; b * t];
-    for row in 0..b {
-        let mut seen = 0;
-        for col in 0..t {
-            seen += mask[row * t + col];
-            out[row * t + col] = (seen - 1).max(0);
-        }
-    }
-    out
 }
 
 /// The argmax over `V` of logits `[B, 1, V]`, per row (first on ties).

@@ -206,20 +206,27 @@ pub fn positions_of(mask: &Tensor<2, Int>) -> Tensor<2, Int> {
         .into_data()
         .try_to_vec_as::<i64>()
         .unwrap_or_else(|_| vec![1; b * t]);
-    let mut positions = vec![0i64; b * t];
+    let positions = positions_from(&values, b, t);
+    Tensor::from_data(TensorData::new(positions, [b, t]), &mask.device())
+}
+
+/// `cumsum(mask) - 1` per row of a row-major `[b, t]` mask, 0 on padding
+/// before the first token.
+pub(crate) fn positions_from(mask: &[i64], b: usize, t: usize) -> Vec<i64> {
+    let mut out = vec![0i64; b * t];
     for row in 0..b {
-        let mut seen = 0i64;
+        let mut seen = 0;
         for col in 0..t {
-            seen += values[row * t + col];
-            positions[row * t + col] = (seen - 1).max(0);
+            seen += mask[row * t + col];
+            out[row * t + col] = (seen - 1).max(0);
         }
     }
-    Tensor::from_data(TensorData::new(positions, [b, t]), &mask.device())
+    out
 }
 
 /// The additive attention bias `[B, 1, n, T]` for the last `n` of `T`
 /// positions: 0 where query `i` (position `T - n + i`) may attend key `j`
-/// (`j <= T - n + i` and `key_mask[j] = 1`), [`FORBIDDEN`] elsewhere.
+/// (`j <= T - n + i` and `key_mask[j] = 1`), -1e9 elsewhere.
 pub fn attention_bias(key_mask: Tensor<2, Int>, n: usize) -> Tensor<4> {
     let [b, t] = key_mask.dims();
     let device = key_mask.device();

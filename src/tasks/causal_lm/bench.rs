@@ -79,7 +79,7 @@ impl SyntheticLmTask {
         seed: u64,
     ) -> Result<Self, RunError> {
         let model =
-            LlamaConfig::from_file(&dir.join("config.json")).map_err(super::task::load_error)?;
+            LlamaConfig::from_file(&dir.join("config.json")).map_err(crate::tasks::load_error)?;
         Ok(Self {
             preset: dir.display().to_string(),
             model_dir: Some(dir.to_path_buf()),
@@ -183,7 +183,7 @@ impl Task for SyntheticLmTask {
                 device,
             )
             .map(|(model, _)| model)
-            .map_err(super::task::load_error);
+            .map_err(crate::tasks::load_error);
         }
         LlamaForCausalLm::from_source(
             &RandomWeights::new(self.seed),
@@ -193,7 +193,7 @@ impl Task for SyntheticLmTask {
             self.base_dtype,
             device,
         )
-        .map_err(super::task::load_error)
+        .map_err(crate::tasks::load_error)
     }
 
     fn score_name(&self) -> &str {

@@ -4,7 +4,7 @@
 
 use super::config::CausalLmConfig;
 use super::exact_match::exact_match;
-use crate::adapter::{AdapterError, Injection};
+use crate::adapter::Injection;
 use crate::data::{
     InstructError, InstructFields, InstructRow, SftBatcher, SftCounts, SftExample, SftTokenizer,
     read_jsonl,
@@ -12,6 +12,7 @@ use crate::data::{
 use crate::io::manifest::sha256_hex;
 use crate::models::llama::{DEFAULT_TARGETS, Generation, LlamaConfig, LlamaForCausalLm};
 use crate::models::{BaseDtype, LoadError};
+use crate::tasks::load_error;
 use crate::train::{RankMetrics, RunError, Setting, Task, TaskData};
 use burn::prelude::*;
 use serde_json::{Map, Value};
@@ -144,22 +145,6 @@ impl CausalLmTask {
             })
         })
     }
-}
-
-/// The setting a model-loading error is about.
-pub(crate) fn load_error(e: LoadError) -> RunError {
-    let setting = match &e {
-        LoadError::TooManyLayers { .. } => Setting::Task("layers"),
-        LoadError::Adapter(
-            AdapterError::NoTargetMatched { .. }
-            | AdapterError::UnmatchedTargets { .. }
-            | AdapterError::InvalidTargets(_),
-        ) => Setting::Targets,
-        LoadError::Adapter(AdapterError::RankAboveLayer { .. }) => Setting::Rank,
-        LoadError::Adapter(_) => Setting::Ranks,
-        _ => Setting::Task("model"),
-    };
-    RunError::invalid(setting, e)
 }
 
 /// Whether `device` can hold a base in `dtype` (an error naming the setting if not).

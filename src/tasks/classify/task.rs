@@ -3,7 +3,7 @@
 
 use super::config::ClassifyConfig;
 use super::model::SequenceClassifier;
-use crate::adapter::{AdapterError, Injection};
+use crate::adapter::Injection;
 use crate::data::{
     Column, CsvSpec, DataError, SplitRule, TextBatcher, TextClassificationData, TextExample,
     TextTokenizer, TokenizedExample,
@@ -11,6 +11,7 @@ use crate::data::{
 use crate::io::manifest::sha256_hex;
 use crate::models::LoadError;
 use crate::models::bert::{BertConfig, BertEncoder, DEFAULT_TARGETS};
+use crate::tasks::load_error;
 use crate::train::{RunError, Setting, Task, TaskData};
 use burn::prelude::*;
 use serde_json::{Map, Value};
@@ -102,22 +103,6 @@ impl ClassifyTask {
         };
         RunError::invalid(Setting::Task(setting), e)
     }
-}
-
-/// The setting a model-loading error is about.
-fn load_error(e: LoadError) -> RunError {
-    let setting = match &e {
-        LoadError::TooManyLayers { .. } => Setting::Task("layers"),
-        LoadError::Adapter(
-            AdapterError::NoTargetMatched { .. }
-            | AdapterError::UnmatchedTargets { .. }
-            | AdapterError::InvalidTargets(_),
-        ) => Setting::Targets,
-        LoadError::Adapter(AdapterError::RankAboveLayer { .. }) => Setting::Rank,
-        LoadError::Adapter(_) => Setting::Ranks,
-        _ => Setting::Task("model"),
-    };
-    RunError::invalid(setting, e)
 }
 
 impl Task for ClassifyTask {
