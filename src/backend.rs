@@ -134,9 +134,16 @@ impl BackendKind {
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "the device could not be opened".into()),
         };
+        let hint = match self {
+            Self::Cuda => " (CUDA needs an NVIDIA GPU and its driver, libcuda.so)",
+            Self::Wgpu => {
+                " (WGPU needs a Vulkan, Metal or DX12 driver; on Linux without a GPU, Mesa's lavapipe)"
+            }
+            _ => "",
+        };
         Err(AdapterError::BackendUnusable {
             backend: self.to_string(),
-            reason: reason.lines().next().unwrap_or_default().to_string(),
+            reason: format!("{}{hint}", reason.lines().next().unwrap_or_default()),
         })
     }
 }

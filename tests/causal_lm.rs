@@ -464,3 +464,42 @@ fn cli_train_eval_base_eval_compare_and_bench() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).starts_with("error: --config"));
 }
+
+/// The CPU figures scripts/gpu-check.sh compares every GPU backend with are
+/// what this build computes (same host-drawn weights, adapters and rows), and
+/// the script runs the same arguments.
+#[test]
+fn gpu_check_fixture_is_this_builds_cpu_run() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/fixtures/gpu_check_cpu.json")).unwrap(),
+    )
+    .unwrap();
+    let args: Vec<&str> = fixture["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let script = std::fs::read_to_string(root.join("scripts/gpu-check.sh")).unwrap();
+    let script: String = script.split_whitespace().collect::<Vec<_>>().join(" ");
+    for pair in args.chunks(2) {
+        assert!(
+            script.contains(&pair.join(" ")),
+            "gpu-check.sh lacks {pair:?}"
+        );
+    }
+    let mut command = vec!["bench", "llm"];
+    command.extend(&args);
+    command.extend(["--backend", "flex", "--json"]);
+    let run = json_of(&command);
+    let (want, got) = (
+        fixture["loss"].as_array().unwrap(),
+        run["loss"].as_array().unwrap(),
+    );
+    assert_eq!(want.len(), got.len());
+    for (w, g) in want.iter().zip(got) {
+        let (w, g) = (w.as_f64().unwrap(), g.as_f64().unwrap());
+        assert!((w - g).abs() < 1e-4, "{w} vs {g}");
+    }
+}

@@ -226,6 +226,13 @@ pub struct BenchLlmArgs {
     /// The frozen base's matrices in f32, bf16 or f16.
     #[arg(long, default_value = "f32")]
     pub base_dtype: BaseDtype,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = DEFAULTS.lr)]
+    pub lr: f64,
+    /// Standard deviation of the random weights (default 0.02; larger gives a
+    /// peakier model whose losses show more of the computation).
+    #[arg(long)]
+    pub init_std: Option<f32>,
     /// The device's dense peak in TFLOP/s, for model FLOPs utilisation.
     #[arg(long)]
     pub peak_tflops: Option<f64>,

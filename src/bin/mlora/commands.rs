@@ -521,6 +521,8 @@ pub fn bench_llm_cmd(args: BenchLlmArgs) -> Result<(), Failure> {
         peak_tflops: args.peak_tflops,
         seed: args.seed,
         base_dtype: args.base_dtype,
+        lr: args.lr,
+        init_std: args.init_std,
     }
     .run()?;
     args.print.emit(&result, || {
@@ -528,8 +530,12 @@ pub fn bench_llm_cmd(args: BenchLlmArgs) -> Result<(), Failure> {
             Some(m) => format!(", MFU {:.1}%", 100.0 * m),
             None => String::new(),
         };
+        let device = match result.device_reserved_mb {
+            Some(mb) => format!(", device memory {mb:.0} MiB"),
+            None => String::new(),
+        };
         format!(
-            "llm {} ({} layers, base {}) {} on {}: batch {} x {} tokens, R = {}: {:.1} ms/step, {:.0} tokens/s, {:.2} GFLOP/step = {:.3} TFLOP/s{mfu}, peak RSS {:.0} MiB",
+            "llm {} ({} layers, base {}) {} on {}: batch {} x {} tokens, R = {}: {:.1} ms/step, {:.0} tokens/s, {:.2} GFLOP/step = {:.3} TFLOP/s{mfu}, peak RSS {:.0} MiB{device}",
             result.config,
             result.layers,
             result.base_dtype,

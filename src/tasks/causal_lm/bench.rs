@@ -5,9 +5,11 @@
 use crate::adapter::Injection;
 use crate::backend::BackendKind;
 use crate::data::{SftBatcher, SftExample};
+use crate::models::TensorSource;
 use crate::models::llama::{DEFAULT_TARGETS, LlamaConfig, LlamaForCausalLm, PRESETS};
 use crate::models::{BaseDtype, RandomWeights};
 use crate::train::{RunError, Runner, Setting, Task, TaskData, TrainConfig, TrainMethod};
+use burn::module::{ModuleMapper, Param};
 use burn::prelude::*;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -37,6 +39,8 @@ pub struct SyntheticLmTask {
     pub seed: u64,
     /// The dtype of the frozen base's matrices.
     pub base_dtype: BaseDtype,
+    /// Standard deviation of the random base's matrix entries.
+    pub init_std: f32,
 }
 
 impl SyntheticLmTask {
@@ -67,6 +71,7 @@ impl SyntheticLmTask {
             test_rows,
             seed,
             base_dtype: BaseDtype::F32,
+            init_std: RandomWeights::new(seed).std,
         })
     }
 
@@ -90,6 +95,7 @@ impl SyntheticLmTask {
             test_rows,
             seed,
             base_dtype: BaseDtype::F32,
+            init_std: RandomWeights::new(seed).std,
         })
     }
 
@@ -174,30 +180,80 @@ impl Task for SyntheticLmTask {
         device: &Device,
     ) -> Result<LlamaForCausalLm, RunError> {
         super::task::check_dtype(self.base_dtype, device)?;
-        if let Some(dir) = &self.model_dir {
-            return LlamaForCausalLm::from_pretrained(
+        let model = match &self.model_dir {
+            Some(dir) => LlamaForCausalLm::from_pretrained(
                 dir,
                 self.layers,
                 Some(injection),
                 self.base_dtype,
                 device,
             )
-            .map(|(model, _)| model)
-            .map_err(crate::tasks::load_error);
+            .map(|(model, _)| model),
+            None => LlamaForCausalLm::from_source(
+                &RandomWeights {
+                    seed: self.seed,
+                    std: self.init_std,
+                },
+                &self.model,
+                self.layers,
+                Some(injection),
+                self.base_dtype,
+                device,
+            ),
         }
-        LlamaForCausalLm::from_source(
-            &RandomWeights::new(self.seed),
-            &self.model,
-            self.layers,
-            Some(injection),
-            self.base_dtype,
-            device,
-        )
-        .map_err(crate::tasks::load_error)
+        .map_err(crate::tasks::load_error)?;
+        // Every backend starts from the same adapters: A drawn on the host.
+        Ok(model.map(&mut HostAdapterInit {
+            path: Vec::new(),
+            seed: self.seed,
+        }))
     }
 
     fn score_name(&self) -> &str {
         "token_accuracy"
+    }
+}
+
+/// Replaces every adapter's `A` (`[d_in, R]`) with values drawn on the host
+/// from the seed and the adapter's module path, uniform on `±1/√R` (the
+/// reference initialisation), so that every backend trains the same model.
+struct HostAdapterInit {
+    path: Vec<String>,
+    seed: u64,
+}
+
+impl ModuleMapper for HostAdapterInit {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if self.path.last().map(String::as_str) != Some("lora_a") || D != 2 {
+            return param;
+        }
+        let name = self.path.join(".");
+        let seed = self.seed;
+        param.map(|t| {
+            let dims = t.dims();
+            let r = dims[D - 1].max(1);
+            let source = RandomWeights {
+                seed,
+                std: (1.0 / (3.0 * r as f32)).sqrt(),
+            };
+            let Ok(values) = source.read_f32(&name, &dims) else {
+                return t;
+            };
+            let fresh = Tensor::<D>::from_data(TensorData::new(values, dims), &t.device());
+            if t.is_require_grad() {
+                fresh.require_grad()
+            } else {
+                fresh
+            }
+        })
     }
 }
 
@@ -230,6 +286,10 @@ pub struct LlmBench {
     pub seed: u64,
     /// The dtype of the frozen base's matrices.
     pub base_dtype: BaseDtype,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Standard deviation of the random base's entries (`None`: 0.02).
+    pub init_std: Option<f32>,
 }
 
 /// What [`LlmBench::run`] measured.
@@ -271,8 +331,17 @@ pub struct LlmBenchResult {
     pub tflops: f64,
     /// `tflops / peak_tflops` when the peak is given.
     pub mfu: Option<f64>,
-    /// Peak resident host memory (MiB); device memory is not reported.
+    /// Peak resident host memory (MiB).
     pub peak_rss_mb: f64,
+    /// Device memory burn's allocator holds after the run (MiB): its pools
+    /// keep the pages they grew to, so this is the run's peak to within a
+    /// pool page. `None` on backends that do not report it (the CPU ones).
+    pub device_reserved_mb: Option<f64>,
+    /// The ranks evaluated after training (on `batch` held-out rows).
+    pub ranks: Vec<usize>,
+    /// The held-out response loss at each rank (the GPU check compares these
+    /// across backends: same host-drawn weights, adapters and rows).
+    pub loss: Vec<f64>,
 }
 
 /// The FLOPs of one training step with frozen base weights:
@@ -325,12 +394,16 @@ impl LlmBench {
         };
         task.layers = self.layers;
         task.base_dtype = self.base_dtype;
+        if let Some(std) = self.init_std {
+            task.init_std = std;
+        }
         let layers = self.layers.unwrap_or(task.model.num_hidden_layers);
         let train = TrainConfig {
             backend: self.backend,
             batch: self.batch,
             eval_batch: self.batch,
             seed: self.seed,
+            lr: self.lr,
             ..TrainConfig::default()
         }
         .with_max_rank(self.rank)?
@@ -374,6 +447,12 @@ impl LlmBench {
             tflops,
             mfu: self.peak_tflops.map(|p| tflops / p),
             peak_rss_mb: outcome.report.peak_rss_mb,
+            device_reserved_mb: runner
+                .device()?
+                .memory_pool_usage()
+                .map(|u| u.bytes_reserved as f64 / (1024.0 * 1024.0)),
+            ranks: outcome.report.ranks.clone(),
+            loss: outcome.report.series("loss").unwrap_or_default().to_vec(),
         })
     }
 }

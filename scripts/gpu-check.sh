@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# The one command to run on a GPU machine that has no network and only what was
+# carried to it: an `mlora` binary (plain, or xz-compressed as mlora.xz) in BIN_DIR,
+# built by scripts/build-gpu-bins.sh with the flex, wgpu and cuda backends.
+#
+#   scripts/gpu-check.sh BIN_DIR            # the full check (< 8 minutes on one GPU)
+#   scripts/gpu-check.sh BIN_DIR --cpu      # the CPU dry run (flex only)
+#
+# 1. Prints the GPU and driver it sees (nvidia-smi), and the Vulkan devices.
+# 2. Correctness: on each backend (flex, wgpu, cuda) a short training and per-rank
+#    evaluation of a tiny Llama (`mlora bench llm --config tiny`): weights, adapters
+#    and rows drawn on the host from a fixed seed, so every backend trains the same
+#    model; its per-rank losses must be within 1e-3 of the CPU figures committed in
+#    tests/fixtures/gpu_check_cpu.json (made by this script's CPU run, see below).
+# 3. Speed: `mlora bench llm --config llama-3.2-1b --batch 8 --seq 512 --rank 32` for
+#    lora and matryoshka on each GPU backend (base in bf16 on cuda, f32 on wgpu),
+#    with model FLOPs utilisation against $PEAK_TFLOPS (default 989: an H100/H200's
+#    dense bf16 peak).
+# 4. One summary table. A backend that cannot start (not compiled in, no Vulkan ICD,
+#    no CUDA driver) is a line in the table, not a crash.
+#
+# Environment: PEAK_TFLOPS, STEP_TIMEOUT (seconds per command, default 240),
+# MLORA_GPU_CHECK_FIXTURE (the CPU figures; default: the committed file next to this
+# script's repository, else none). Writes everything to $OUT (or ./gpu-check-out).
+set -uo pipefail
+
+BIN_DIR="${1:?usage: scripts/gpu-check.sh BIN_DIR [--cpu]}"
+MODE="${2:-}"
+PEAK="${PEAK_TFLOPS:-989}"
+STEP_TIMEOUT="${STEP_TIMEOUT:-240}"
+HERE="$(cd "$(dirname "$0")/.." && pwd)"
+FIXTURE="${MLORA_GPU_CHECK_FIXTURE:-$HERE/tests/fixtures/gpu_check_cpu.json}"
+OUT_DIR="${OUT:-$PWD/gpu-check-out}"
+mkdir -p "$OUT_DIR"
+started=$(date +%s)
+
+BIN="$BIN_DIR/mlora"
+if [[ ! -x "$BIN" && -f "$BIN_DIR/mlora.xz" ]]; then
+  BIN="$OUT_DIR/mlora"
+  xz -dc "$BIN_DIR/mlora.xz" > "$BIN" && chmod +x "$BIN"
+fi
+if [[ ! -x "$BIN" ]]; then
+  echo "gpu-check: no mlora (or mlora.xz) in $BIN_DIR" >&2
+  exit 2
+fi
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+
+echo "== gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n), $(nproc) cores"
+echo "== binary: $("$BIN" --version) ($(stat -c %s "$BIN") bytes)"
+if command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>&1 | sed 's/^/== GPU: /'
+else
+  echo "== GPU: nvidia-smi not found"
+fi
+if command -v vulkaninfo >/dev/null 2>&1; then
+  vulkaninfo --summary 2>/dev/null | grep -E "deviceName|driverName" | sed 's/^ */== Vulkan: /'
+fi
+
+if [[ "$MODE" == "--cpu" ]]; then
+  BACKENDS=(flex)
+else
+  BACKENDS=(flex wgpu cuda)
+fi
+
+# The correctness run; tests/causal_lm.rs checks the committed CPU figures against it.
+TINY_ARGS=(--config tiny --batch 4 --seq 64 --steps 8 --warmup 0 --rank 8 --method matryoshka
+  --lr 1e-2 --init-std 0.5 --seed 7)
+
+# One summary row per (check, backend[, method]).
+ROWS=()
+row() { ROWS+=("$(printf '%-12s %-7s %-11s %s' "$1" "$2" "$3" "$4")"); }
+
+run() { # name, args...: runs mlora with a timeout, JSON to $OUT_DIR/name.json, stderr to .err
+  local name=$1; shift
+  timeout "$STEP_TIMEOUT" "$BIN" "$@" --json > "$OUT_DIR/$name.json" 2> "$OUT_DIR/$name.err"
+}
+
+field() { # file, python expression over `r` (the JSON)
+  python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($2)" "$1" 2>/dev/null
+}
+
+echo
+echo "== correctness: tiny Llama (init std 0.5), 8 steps of batch 4 x 64, R = 8, lr 1e-2, matryoshka, per-rank loss"
+for b in "${BACKENDS[@]}"; do
+  if run "tiny-$b" bench llm "${TINY_ARGS[@]}" --backend "$b"; then
+    losses=$(field "$OUT_DIR/tiny-$b.json" "' '.join(f'{x:.6f}' for x in r['loss'])")
+    verdict="no CPU fixture"
+    if [[ -f "$FIXTURE" ]]; then
+      verdict=$(python3 - "$FIXTURE" "$OUT_DIR/tiny-$b.json" <<'EOF'
+import json, sys
+want = json.load(open(sys.argv[1]))["loss"]
+got = json.load(open(sys.argv[2]))["loss"]
+d = max(abs(a - b) for a, b in zip(want, got)) if len(want) == len(got) else float("inf")
+print(f"{'ok' if d < 1e-3 else 'FAIL'}: max |diff| {d:.2e} vs CPU fixture")
+EOF
+)
+    fi
+    echo "$b: loss per rank $losses ($verdict)"
+    row correctness "$b" "matryoshka" "$verdict"
+  else
+    why=$(tail -n 1 "$OUT_DIR/tiny-$b.err")
+    echo "$b: cannot run: $why"
+    row correctness "$b" "-" "cannot run: $why"
+  fi
+done
+
+if [[ "$MODE" != "--cpu" ]]; then
+  echo
+  echo "== speed: Llama-3.2-1B shape (random weights), batch 8 x 512, R = 32, 5 steps after 2"
+  for b in wgpu cuda; do
+    dtype=f32
+    [[ "$b" == cuda ]] && dtype=bf16
+    for m in lora matryoshka; do
+      if run "1b-$b-$m" bench llm --config llama-3.2-1b --batch 8 --seq 512 --rank 32 \
+          --steps 5 --warmup 2 --method "$m" --backend "$b" --base-dtype "$dtype" --peak-tflops "$PEAK"; then
+        line=$(field "$OUT_DIR/1b-$b-$m.json" \
+          "f\"{r['ms_per_step']:.1f} ms/step, {r['tokens_per_s']:.0f} tok/s, {r['tflops']:.1f} TFLOP/s, MFU {100*r['mfu']:.1f}%, base {r['base_dtype']}, device {r['device_reserved_mb'] or 0:.0f} MiB\"")
+        echo "$b $m: $line"
+        row speed "$b" "$m" "$line"
+      else
+        why=$(tail -n 1 "$OUT_DIR/1b-$b-$m.err")
+        echo "$b $m: cannot run: $why"
+        row speed "$b" "$m" "cannot run: $why"
+      fi
+    done
+    if [[ -f "$OUT_DIR/1b-$b-lora.json" && -f "$OUT_DIR/1b-$b-matryoshka.json" ]]; then
+      ratio=$(python3 -c "import json; l=json.load(open('$OUT_DIR/1b-$b-lora.json')); m=json.load(open('$OUT_DIR/1b-$b-matryoshka.json')); print(f\"{m['ms_per_step']/l['ms_per_step']:.3f}\")" 2>/dev/null)
+      [[ -n "$ratio" ]] && row speed "$b" "m/l step" "$ratio (target <= 1.02)"
+    fi
+  done
+fi
+
+echo
+echo "== summary ($(( $(date +%s) - started )) s)"
+printf '%-12s %-7s %-11s %s\n' check backend method result
+for r in "${ROWS[@]}"; do echo "$r"; done
