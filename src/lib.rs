@@ -25,8 +25,9 @@
 //!   once, and the [`Runner`](train::Runner) that trains it through
 //!   burn-train with the method's `P`, evaluates every rank, and writes the
 //!   report, checkpoint and plot.
-//! - [`tasks`]: the crate's tasks ([`tasks::classify`]); [`models`]: model
-//!   families and the shared Hugging Face weight loader; [`data`]: CSV text
+//! - [`tasks`]: the crate's tasks ([`tasks::classify`], [`tasks::causal_lm`]);
+//!   [`models`]: model families (BERT, Llama) and the shared Hugging Face
+//!   weight loader; [`data`]: CSV text
 //!   data; [`io`]: checkpoints and atomic writes; [`report`], [`plot`];
 //!   [`kernels`]: the fused CPU compute path; [`backend`]: the device,
 //!   chosen in one place.
