@@ -317,8 +317,13 @@ impl<T: Task> Runner<T> {
                             runs.push(run);
                         }
                         Some(selection) => {
-                            let mut candidates = Vec::new();
-                            for &lr in &plan.lrs {
+                            // Only the best model so far is kept (the first on
+                            // ties): the others are dropped as soon as they lose.
+                            let mut chosen_model: Option<(ComparedRun, T::Model, TrainConfig)> =
+                                None;
+                            let mut chosen_at = 0;
+                            let mut others: Vec<(usize, ComparedRun)> = Vec::new();
+                            for (i, &lr) in plan.lrs.iter().enumerate() {
                                 let config = run_config(method, head_mode, seed, lr);
                                 let outcome = self
                                     .train_with(config.clone(), selection)
@@ -331,24 +336,22 @@ impl<T: Task> Runner<T> {
                                 };
                                 save(&run, None).map_err(|e| fail(e, &runs))?;
                                 on_run(&run);
-                                candidates.push((run, outcome.model, config));
-                            }
-                            // The best validation AURAC (the first on ties).
-                            let best = candidates.iter().enumerate().fold(0, |b, (i, c)| {
-                                if c.0.report.aurac_log2 > candidates[b].0.report.aurac_log2 {
-                                    i
+                                let better = chosen_model.as_ref().is_none_or(|(best, _, _)| {
+                                    run.report.aurac_log2 > best.report.aurac_log2
+                                });
+                                if better {
+                                    let lost = chosen_model.replace((run, outcome.model, config));
+                                    if let Some((lost, _, _)) = lost {
+                                        others.push((chosen_at, lost));
+                                    }
+                                    chosen_at = i;
                                 } else {
-                                    b
-                                }
-                            });
-                            let mut chosen_model = None;
-                            for (i, (run, model, config)) in candidates.into_iter().enumerate() {
-                                if i == best {
-                                    chosen_model = Some((run, model, config));
-                                } else {
-                                    runs.push(run);
+                                    others.push((i, run));
                                 }
                             }
+                            // the validation runs not chosen, in learning-rate order
+                            others.sort_by_key(|(i, _)| *i);
+                            runs.extend(others.into_iter().map(|(_, run)| run));
                             if let Some((validation, model, config)) = chosen_model {
                                 let mut report = self
                                     .evaluate_with(config, model.clone(), data)
