@@ -572,23 +572,41 @@ impl DataOverrides {
         }
     }
 
-    /// Applies the causal-LM flags given to `c`.
-    pub fn apply_lm(&self, c: &mut CausalLmConfig) {
+    /// Applies the split and size flags both tasks have to their settings.
+    fn apply_split(
+        &self,
+        test_data: &mut Option<PathBuf>,
+        test_every: &mut usize,
+        train_n: &mut Option<usize>,
+        test_n: &mut Option<usize>,
+        max_len: &mut usize,
+    ) {
         if self.test_data.is_some() {
-            c.test_data = self.test_data.clone();
+            *test_data = self.test_data.clone();
         }
         if let Some(v) = self.test_every {
-            c.test_every = v;
+            *test_every = v;
         }
         if self.train_n.is_some() {
-            c.train_n = self.train_n;
+            *train_n = self.train_n;
         }
         if self.test_n.is_some() {
-            c.test_n = self.test_n;
+            *test_n = self.test_n;
         }
         if let Some(v) = self.max_len {
-            c.max_len = v;
+            *max_len = v;
         }
+    }
+
+    /// Applies the causal-LM flags given to `c`.
+    pub fn apply_lm(&self, c: &mut CausalLmConfig) {
+        self.apply_split(
+            &mut c.test_data,
+            &mut c.test_every,
+            &mut c.train_n,
+            &mut c.test_n,
+            &mut c.max_len,
+        );
         if let Some(v) = &self.prompt_field {
             c.prompt_field = v.clone();
         }
@@ -608,9 +626,13 @@ impl DataOverrides {
 
     /// Applies the flags given to `c`.
     pub fn apply(&self, c: &mut ClassifyConfig) {
-        if self.test_data.is_some() {
-            c.test_data = self.test_data.clone();
-        }
+        self.apply_split(
+            &mut c.test_data,
+            &mut c.test_every,
+            &mut c.train_n,
+            &mut c.test_n,
+            &mut c.max_len,
+        );
         if let Some(v) = &self.text_col {
             c.text_col = v.clone();
         }
@@ -626,18 +648,6 @@ impl DataOverrides {
                     .cloned()
                     .collect(),
             );
-        }
-        if let Some(v) = self.test_every {
-            c.test_every = v;
-        }
-        if self.train_n.is_some() {
-            c.train_n = self.train_n;
-        }
-        if self.test_n.is_some() {
-            c.test_n = self.test_n;
-        }
-        if let Some(v) = self.max_len {
-            c.max_len = v;
         }
     }
 }

@@ -61,18 +61,15 @@ impl SyntheticLmTask {
                 ),
             )
         })?;
-        Ok(Self {
-            preset: name.to_string(),
-            model_dir: None,
+        Ok(Self::of(
+            name.to_string(),
+            None,
             model,
-            layers: None,
             seq,
             train_rows,
             test_rows,
             seed,
-            base_dtype: BaseDtype::F32,
-            init_std: RandomWeights::new(seed).std,
-        })
+        ))
     }
 
     /// The task on the model in `dir` (its `config.json` and weights).
@@ -85,9 +82,31 @@ impl SyntheticLmTask {
     ) -> Result<Self, RunError> {
         let model =
             LlamaConfig::from_file(&dir.join("config.json")).map_err(crate::tasks::load_error)?;
-        Ok(Self {
-            preset: dir.display().to_string(),
-            model_dir: Some(dir.to_path_buf()),
+        let name = dir.display().to_string();
+        Ok(Self::of(
+            name,
+            Some(dir.to_path_buf()),
+            model,
+            seq,
+            train_rows,
+            test_rows,
+            seed,
+        ))
+    }
+
+    /// All layers, an f32 base, random entries of the default deviation.
+    fn of(
+        preset: String,
+        model_dir: Option<std::path::PathBuf>,
+        model: LlamaConfig,
+        seq: usize,
+        train_rows: usize,
+        test_rows: usize,
+        seed: u64,
+    ) -> Self {
+        Self {
+            preset,
+            model_dir,
             model,
             layers: None,
             seq,
@@ -96,7 +115,7 @@ impl SyntheticLmTask {
             seed,
             base_dtype: BaseDtype::F32,
             init_std: RandomWeights::new(seed).std,
-        })
+        }
     }
 
     fn rows(&self, n: usize, stream: u64) -> Vec<SftExample> {
