@@ -16,7 +16,12 @@
 #    lora and matryoshka on each GPU backend (base in bf16 on cuda, f32 on wgpu),
 #    with model FLOPs utilisation against $PEAK_TFLOPS (default 989: an H100/H200's
 #    dense bf16 peak).
-# 4. One summary table. A backend that cannot start (not compiled in, no Vulkan ICD,
+# 4. Data parallel: the tiny run on two workers (`--devices`) and with 2 accumulated
+#    micro-batches (`--grad-accum 2`) must give the same per-rank losses (the same
+#    fixture). With several GPUs: the tiny run over all of them (multi and ddp), and
+#    the Llama-3.2-1B matryoshka run on 1 GPU vs all GPUs (global batch 8 per GPU),
+#    tokens/s and the speed-up; with one GPU it says so and runs single-device.
+# 5. One summary table. A backend that cannot start (not compiled in, no Vulkan ICD,
 #    no CUDA driver) is a line in the table, not a crash.
 #
 # Environment: PEAK_TFLOPS, STEP_TIMEOUT (seconds per command, default 240),
@@ -104,6 +109,50 @@ EOF
   fi
 done
 
+check_tiny() { # name, label, args...: the tiny run with extra args, against the fixture
+  local name=$1 label=$2; shift 2
+  if run "$name" bench llm "${TINY_ARGS[@]}" "$@"; then
+    verdict="no CPU fixture"
+    if [[ -f "$FIXTURE" ]]; then
+      verdict=$(python3 - "$FIXTURE" "$OUT_DIR/$name.json" <<'EOF'
+import json, sys
+want = json.load(open(sys.argv[1]))["loss"]
+got = json.load(open(sys.argv[2]))["loss"]
+d = max(abs(a - b) for a, b in zip(want, got)) if len(want) == len(got) else float("inf")
+print(f"{'ok' if d < 1e-3 else 'FAIL'}: max |diff| {d:.2e} vs CPU fixture")
+EOF
+)
+    fi
+    echo "$label: $verdict"
+    row parallel "${label%% *}" "${label#* }" "$verdict"
+  else
+    why=$(tail -n 1 "$OUT_DIR/$name.err")
+    echo "$label: cannot run: $why"
+    row parallel "${label%% *}" "${label#* }" "cannot run: $why"
+  fi
+}
+
+GPUS=0
+if command -v nvidia-smi >/dev/null 2>&1; then
+  GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
+fi
+ALL_CUDA=$(seq -s, -f 'cuda:%g' 0 $(( GPUS > 0 ? GPUS - 1 : 0 )))
+
+echo
+echo "== data parallel: the tiny run on 2 workers and with 2 accumulated micro-batches (same losses)"
+check_tiny tiny-flex-2 "flex 2-workers" --devices flex,flex
+check_tiny tiny-flex-acc "flex accumulate-2" --backend flex --grad-accum 2
+if [[ "$MODE" != "--cpu" ]]; then
+  check_tiny tiny-cuda-acc "cuda accumulate-2" --backend cuda --grad-accum 2
+  if (( GPUS >= 2 )); then
+    check_tiny tiny-cuda-multi "cuda multi-x$GPUS" --devices "$ALL_CUDA" --strategy multi
+    check_tiny tiny-cuda-ddp "cuda ddp-x$GPUS" --devices "$ALL_CUDA" --strategy ddp
+  else
+    echo "cuda: $GPUS GPU(s) on this machine: the multi-GPU runs need two or more (single-device only)"
+    row parallel cuda "x$GPUS" "$GPUS GPU(s): multi-GPU runs skipped (single-device only)"
+  fi
+fi
+
 if [[ "$MODE" != "--cpu" ]]; then
   echo
   echo "== speed: Llama-3.2-1B shape (random weights), batch 8 x 512, R = 32, 5 steps after 2"
@@ -126,6 +175,29 @@ if [[ "$MODE" != "--cpu" ]]; then
     if [[ -f "$OUT_DIR/1b-$b-lora.json" && -f "$OUT_DIR/1b-$b-matryoshka.json" ]]; then
       ratio=$(python3 -c "import json; l=json.load(open('$OUT_DIR/1b-$b-lora.json')); m=json.load(open('$OUT_DIR/1b-$b-matryoshka.json')); print(f\"{m['ms_per_step']/l['ms_per_step']:.3f}\")" 2>/dev/null)
       [[ -n "$ratio" ]] && row speed "$b" "m/l step" "$ratio (target <= 1.02)"
+    fi
+  done
+fi
+
+if [[ "$MODE" != "--cpu" ]] && (( GPUS >= 2 )); then
+  echo
+  echo "== 1 GPU vs all $GPUS GPUs: Llama-3.2-1B shape, matryoshka, bf16 base, 8 rows x 512 per GPU"
+  for s in multi ddp; do
+    if run "1b-cuda-x$GPUS-$s" bench llm --config llama-3.2-1b --batch $(( 8 * GPUS )) --seq 512 --rank 32 \
+        --steps 5 --warmup 2 --method matryoshka --devices "$ALL_CUDA" --strategy "$s" --base-dtype bf16 --peak-tflops "$PEAK"; then
+      line=$(python3 - "$OUT_DIR/1b-cuda-matryoshka.json" "$OUT_DIR/1b-cuda-x$GPUS-$s.json" "$GPUS" <<'EOF' 2>/dev/null || echo "ran (no 1-GPU run to compare)"
+import json, sys
+one = json.load(open(sys.argv[1]))
+all_ = json.load(open(sys.argv[2]))
+print(f"{all_['tokens_per_s']:.0f} tok/s vs {one['tokens_per_s']:.0f} on one GPU: speed-up {all_['tokens_per_s'] / one['tokens_per_s']:.2f} on {sys.argv[3]}, MFU {100 * all_['mfu']:.1f}%")
+EOF
+)
+      echo "cuda $s: $line"
+      row scale cuda "$s" "$line"
+    else
+      why=$(tail -n 1 "$OUT_DIR/1b-cuda-x$GPUS-$s.err")
+      echo "cuda $s: cannot run: $why"
+      row scale cuda "$s" "cannot run: $why"
     fi
   done
 fi

@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 /// A compute backend this crate can be built with.
 /// Serialised as its feature name (`"flex"`, `"wgpu"`, ...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// burn's pure-Rust CPU backend (feature `flex`, the default).
@@ -110,41 +110,207 @@ impl BackendKind {
     /// operation of a run.
     pub fn open(&self) -> Result<Device> {
         let device = self.device()?;
-        if matches!(self, Self::Flex | Self::Ndarray) {
-            return Ok(device);
+        if self.is_gpu() {
+            probe(*self, &self.to_string(), device)
+        } else {
+            Ok(device)
         }
-        let probe = device.clone();
-        // The backend reports a missing device by panicking: catch it, and
-        // keep its message off the terminal.
-        let hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let outcome = std::panic::catch_unwind(move || {
-            Tensor::<1>::ones([2], &probe)
-                .sum()
-                .try_into_scalar::<f32>()
-        });
-        std::panic::set_hook(hook);
-        let reason = match outcome {
-            Ok(Ok(2.0)) => return Ok(device),
-            Ok(Ok(sum)) => format!("a test sum gave {sum}, not 2"),
-            Ok(Err(e)) => format!("{e:?}"),
-            Err(panic) => panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "the device could not be opened".into()),
+    }
+
+    /// Whether the backend's devices are GPUs (WGPU, CUDA).
+    pub fn is_gpu(&self) -> bool {
+        matches!(self, Self::Wgpu | Self::Cuda)
+    }
+}
+
+/// `device` of `backend` (named `name` in errors), after one small
+/// operation has run on it.
+fn probe(backend: BackendKind, name: &str, device: Device) -> Result<Device> {
+    let probe = device.clone();
+    // The backend reports a missing device by panicking: catch it, and
+    // keep its message off the terminal.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(move || {
+        Tensor::<1>::ones([2], &probe)
+            .sum()
+            .try_into_scalar::<f32>()
+    });
+    std::panic::set_hook(hook);
+    let reason = match outcome {
+        Ok(Ok(2.0)) => return Ok(device),
+        Ok(Ok(sum)) => format!("a test sum gave {sum}, not 2"),
+        Ok(Err(e)) => format!("{e:?}"),
+        Err(panic) => panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the device could not be opened".into()),
+    };
+    let hint = match backend {
+        BackendKind::Cuda => " (CUDA needs an NVIDIA GPU and its driver, libcuda.so)",
+        BackendKind::Wgpu => {
+            " (WGPU needs a Vulkan, Metal or DX12 driver; on Linux without a GPU, Mesa's lavapipe)"
+        }
+        _ => "",
+    };
+    Err(AdapterError::BackendUnusable {
+        backend: name.to_string(),
+        reason: format!("{}{hint}", reason.lines().next().unwrap_or_default()),
+    })
+}
+
+/// One device of a data-parallel run, as a user names it: `BACKEND[:INDEX]`
+/// (`cuda:1`, `wgpu:0`, `flex`). A list is comma-separated
+/// (`cuda:0,cuda:1`); see [`DeviceSpec::parse_list`].
+///
+/// GPU indices are the backend's: CUDA's device ordinal, WGPU's discrete-GPU
+/// index (`wgpu` without one is WGPU's default device). The CPU backends have
+/// one device, the host: `flex,flex` runs two data-parallel workers on it
+/// (burn-train's threads share the cores), which checks the data-parallel
+/// path on a machine without GPUs but does not make it faster.
+///
+/// ```
+/// use matryoshka_lora::{BackendKind, DeviceSpec};
+/// let list = DeviceSpec::parse_list("cuda:0, cuda:1")?;
+/// assert_eq!(list[1], DeviceSpec { backend: BackendKind::Cuda, index: Some(1) });
+/// assert_eq!(list[1].to_string(), "cuda:1");
+/// assert!(DeviceSpec::parse_list("cuda:0,wgpu:0").is_err()); // two backends
+/// assert!(DeviceSpec::parse_list("cuda:0,cuda:0").is_err()); // one GPU twice
+/// # Ok::<(), matryoshka_lora::AdapterError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeviceSpec {
+    /// The backend.
+    pub backend: BackendKind,
+    /// The GPU index (`None`: the backend's default device; CPU backends have no index).
+    pub index: Option<usize>,
+}
+
+impl DeviceSpec {
+    /// Parses a comma-separated list of devices, all of one backend, no GPU
+    /// listed twice (a CPU backend may be listed once per worker).
+    pub fn parse_list(s: &str) -> Result<Vec<DeviceSpec>> {
+        let specs = s
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<Vec<DeviceSpec>>>()?;
+        Self::check_list(&specs)?;
+        Ok(specs)
+    }
+
+    /// Checks a device list: at least one device, one backend, each GPU once.
+    pub fn check_list(specs: &[DeviceSpec]) -> Result<()> {
+        let Some(first) = specs.first() else {
+            return Err(AdapterError::InvalidDevice(
+                "no device listed: name at least one, e.g. cuda:0".into(),
+            ));
         };
-        let hint = match self {
-            Self::Cuda => " (CUDA needs an NVIDIA GPU and its driver, libcuda.so)",
-            Self::Wgpu => {
-                " (WGPU needs a Vulkan, Metal or DX12 driver; on Linux without a GPU, Mesa's lavapipe)"
+        if let Some(other) = specs.iter().find(|d| d.backend != first.backend) {
+            return Err(AdapterError::InvalidDevice(format!(
+                "{first} and {other} are devices of two backends: data-parallel workers share one backend"
+            )));
+        }
+        if first.backend.is_gpu() {
+            for (i, d) in specs.iter().enumerate() {
+                if specs[..i].iter().any(|e| e.ordinal() == d.ordinal()) {
+                    return Err(AdapterError::InvalidDevice(format!(
+                        "{d} is listed twice: each data-parallel worker needs its own GPU"
+                    )));
+                }
             }
-            _ => "",
+        }
+        Ok(())
+    }
+
+    fn ordinal(&self) -> usize {
+        self.index.unwrap_or(0)
+    }
+
+    /// The (non-autodiff) device; errors when the build lacks the backend.
+    #[allow(unreachable_code, unused_variables)]
+    pub fn device(&self) -> Result<Device> {
+        let index = self.ordinal();
+        match self.backend {
+            BackendKind::Wgpu => {
+                #[cfg(feature = "wgpu")]
+                return Ok(match self.index {
+                    Some(i) => Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i)),
+                    None => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+                });
+            }
+            BackendKind::Cuda => {
+                #[cfg(feature = "cuda")]
+                return Ok(Device::cuda(index));
+            }
+            cpu => return cpu.device(),
+        }
+        self.backend.device()
+    }
+
+    /// The device, after one small operation has run on it (see
+    /// [`BackendKind::open`]): a GPU index the machine does not have is an
+    /// error here, not a panic mid-run.
+    pub fn open(&self) -> Result<Device> {
+        if self.index.is_none() || !self.backend.is_gpu() {
+            return self.backend.open();
+        }
+        let device = self.device()?;
+        probe(self.backend, &self.to_string(), device)
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "{}:{i}", self.backend),
+            None => write!(f, "{}", self.backend),
+        }
+    }
+}
+
+impl FromStr for DeviceSpec {
+    type Err = AdapterError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        let (name, index) = match s.split_once(':') {
+            Some((name, index)) => (name, Some(index)),
+            None => (s, None),
         };
-        Err(AdapterError::BackendUnusable {
-            backend: self.to_string(),
-            reason: format!("{}{hint}", reason.lines().next().unwrap_or_default()),
-        })
+        let backend: BackendKind = name.parse().map_err(|_| {
+            AdapterError::InvalidDevice(format!(
+                "unknown device `{s}`: use flex, ndarray, wgpu[:N] or cuda[:N]"
+            ))
+        })?;
+        let index = match index {
+            None => None,
+            Some(_) if !backend.is_gpu() => {
+                return Err(AdapterError::InvalidDevice(format!(
+                    "`{s}`: {backend} has one device, the host (no index); list it once per worker, e.g. {backend},{backend}"
+                )));
+            }
+            Some(i) => Some(i.trim().parse::<usize>().map_err(|_| {
+                AdapterError::InvalidDevice(format!(
+                    "`{s}`: the device index must be a number, e.g. {backend}:0"
+                ))
+            })?),
+        };
+        Ok(Self { backend, index })
+    }
+}
+
+impl Serialize for DeviceSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeviceSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -79,4 +79,4 @@ pub use adapter::{
     RankSubsetSampler, Scaling, Targets, adapt_linears, aurac, aurac_both, freeze_linear,
     frozen_forward, lora_p, matryoshka_p, rank_p,
 };
-pub use backend::{BackendKind, cpu_device};
+pub use backend::{BackendKind, DeviceSpec, cpu_device};

@@ -115,6 +115,28 @@ fn bad_input_exits_2_with_a_one_line_error_and_writes_nothing() {
             vec!["--method", "matryoshka-sampled", "--rank-samples", "4"],
             "--rank-samples",
         ),
+        // data-parallel settings
+        (vec!["--devices", "tpu:0,tpu:1"], "--devices"),
+        (vec!["--devices", "flex:1"], "--devices"),
+        (vec!["--devices", "flex,flex", "--batch", "15"], "--devices"),
+        (vec!["--devices", "cuda:0,cuda:0"], "--devices"),
+        (vec!["--devices", "flex,wgpu"], "--devices"),
+        (vec!["--devices", "cuda:0,cuda:1"], "--devices"),
+        (
+            vec!["--devices", "flex,flex", "--strategy", "ddp"],
+            "--strategy",
+        ),
+        (
+            vec!["--devices", "flex,flex", "--strategy", "fsdp"],
+            "--strategy",
+        ),
+        (vec!["--strategy", "multi"], "--devices"),
+        (
+            vec!["--devices", "flex,flex", "--backend", "flex"],
+            "--devices",
+        ),
+        (vec!["--grad-accum", "0"], "--grad-accum"),
+        (vec!["--grad-accum", "3"], "--grad-accum"),
     ];
     for (i, (extra, flag)) in cases.into_iter().enumerate() {
         let out = dir.join(format!("out{i}"));

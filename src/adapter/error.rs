@@ -147,6 +147,9 @@ pub enum AdapterError {
     /// An unknown backend name.
     #[error("unknown backend `{0}`: use flex, ndarray, wgpu or cuda")]
     UnknownBackend(String),
+    /// A device list (`--devices`) that names no usable set of devices.
+    #[error("{0}")]
+    InvalidDevice(String),
     /// AURAC input problems.
     #[error("AURAC: {0}")]
     Aurac(String),

@@ -42,6 +42,19 @@ impl TrainingState {
         }
     }
 
+    /// The state with where the run trains left out (backend, devices,
+    /// strategy, accumulation): two states equal here take the same steps,
+    /// so a run may resume on other devices.
+    pub fn same_steps(mut self) -> Self {
+        let defaults = TrainConfig::default();
+        let train = &mut self.config.train;
+        train.backend = defaults.backend;
+        train.devices = defaults.devices;
+        train.strategy = defaults.strategy;
+        train.grad_accum = defaults.grad_accum;
+        self
+    }
+
     /// Reads `dir/.training/run.json`, if there is one.
     pub fn read(dir: &Path) -> Result<Option<Self>, String> {
         let path = dir.join(TRAINING_DIR).join(TRAINING_STATE);

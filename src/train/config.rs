@@ -3,8 +3,9 @@
 
 use super::error::{RunError, Setting};
 use super::objective::{HeadMode, TrainMethod};
+use super::parallel::ParallelStrategy;
 use crate::adapter::{AdapterError, MatryoshkaConfig, RankSet, Scaling};
-use crate::backend::BackendKind;
+use crate::backend::{BackendKind, DeviceSpec};
 use serde::{Deserialize, Serialize};
 
 /// How a run trains: method, adapter shape, optimiser, schedule, batches,
@@ -64,6 +65,29 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Compute backend.
     pub backend: BackendKind,
+    /// Data-parallel devices, all of `backend` (empty: its one default
+    /// device). `batch` is the global batch, split evenly over them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceSpec>,
+    /// How several devices train together.
+    #[serde(default, skip_serializing_if = "is_multi")]
+    pub strategy: ParallelStrategy,
+    /// Micro-batches accumulated per device per optimiser step (`>= 1`): each
+    /// step still sees the gradient of the whole `batch`.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub grad_accum: usize,
+}
+
+fn is_multi(strategy: &ParallelStrategy) -> bool {
+    *strategy == ParallelStrategy::Multi
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl Default for TrainConfig {
@@ -86,6 +110,9 @@ impl Default for TrainConfig {
             epochs: 1,
             seed: 42,
             backend: BackendKind::Flex,
+            devices: Vec::new(),
+            strategy: ParallelStrategy::Multi,
+            grad_accum: 1,
         }
     }
 }
@@ -212,6 +239,63 @@ impl TrainConfig {
                         .map(|b| b.to_string())
                         .collect(),
                 },
+            ));
+        }
+        self.validate_parallel()
+    }
+
+    /// Data-parallel workers: the devices listed, or 1.
+    pub fn workers(&self) -> usize {
+        self.devices.len().max(1)
+    }
+
+    /// The device, batch and accumulation settings checked together.
+    fn validate_parallel(&self) -> Result<(), RunError> {
+        if self.grad_accum == 0 {
+            return Err(RunError::invalid(
+                Setting::GradAccum,
+                "must be at least 1, got 0",
+            ));
+        }
+        if !self.devices.is_empty() {
+            DeviceSpec::check_list(&self.devices)
+                .map_err(|e| RunError::invalid(Setting::Devices, e))?;
+            if let Some(other) = self.devices.iter().find(|d| d.backend != self.backend) {
+                return Err(RunError::invalid(
+                    Setting::Devices,
+                    format!(
+                        "{other} is not a device of the run's backend, {}",
+                        self.backend
+                    ),
+                ));
+            }
+        }
+        let (n, a) = (self.workers(), self.grad_accum);
+        if !self.batch.is_multiple_of(n * a) {
+            let (setting, why) = if n > 1 {
+                (
+                    Setting::Devices,
+                    format!("{n} devices x {a} accumulation step(s)"),
+                )
+            } else {
+                (Setting::GradAccum, format!("{a} accumulation steps"))
+            };
+            return Err(RunError::invalid(
+                setting,
+                format!(
+                    "the batch of {} does not split evenly over {why}: use a batch that is a multiple of {}",
+                    self.batch,
+                    n * a
+                ),
+            ));
+        }
+        if self.strategy == ParallelStrategy::Ddp && n > 1 && self.backend != BackendKind::Cuda {
+            return Err(RunError::invalid(
+                Setting::Strategy,
+                format!(
+                    "ddp needs collective operations, which burn 0.22 implements for CUDA only (NCCL), not {}: use multi (gradients summed on the first device)",
+                    self.backend
+                ),
             ));
         }
         Ok(())

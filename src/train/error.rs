@@ -46,6 +46,12 @@ pub enum Setting {
     Seed,
     /// Compute backend.
     Backend,
+    /// Data-parallel devices.
+    Devices,
+    /// How several devices train together.
+    Strategy,
+    /// Micro-batches accumulated per optimiser step.
+    GradAccum,
     /// The run's output (and checkpoint) directory.
     Output,
     /// A task's own setting, by its config key (e.g. `data`, `label_col`).
@@ -72,6 +78,9 @@ impl Setting {
             Self::Epochs => "epochs",
             Self::Seed => "seed",
             Self::Backend => "backend",
+            Self::Devices => "devices",
+            Self::Strategy => "strategy",
+            Self::GradAccum => "grad_accum",
             Self::Output => "out",
             Self::Task(key) => key,
         }

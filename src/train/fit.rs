@@ -3,11 +3,12 @@
 //! trained model.
 
 use super::checkpointing::AdapterStateCheckpointer;
-use super::learner_model::{RankedLearnerModel, StepPlan};
+use super::learner_model::{RankedLearnerModel, StepPlan, TrainShard};
 use super::metrics::{
     AuracMetric, RankAccuracyMetric, RankEvalCollector, RankEvaluation, RankLossMetric, RankTotals,
 };
 use super::model::TaskModel;
+use super::parallel::DataParallel;
 use super::schedule::LinearWarmupDecay;
 use super::segments::Segments;
 use super::timing::{SplitTimes, Timed};
@@ -55,6 +56,11 @@ pub struct FitOptions {
     pub segments: Option<Segments>,
     /// Checkpoints after every segment, and where to resume.
     pub checkpoints: Option<FitCheckpoints>,
+    /// Data-parallel devices and gradient accumulation (`None`: one device,
+    /// the model's, one batch per step). The training loader must cut each
+    /// step's batch to match ([`StepLoader::with_split`](super::StepLoader::with_split)).
+    #[serde(skip)]
+    pub parallel: Option<DataParallel>,
 }
 
 /// Training checkpoints of a [`fit`].
@@ -84,6 +90,7 @@ impl Default for FitOptions {
             artifact_dir: std::env::temp_dir().join("mlora-train"),
             segments: None,
             checkpoints: None,
+            parallel: None,
         }
     }
 }
@@ -140,7 +147,9 @@ pub struct FitResult<T> {
 }
 
 /// Trains `task` with `plan` on `train`, evaluating every rank of the plan on
-/// `valid` after each epoch, through burn-train's `Learner`.
+/// `valid` after each epoch, through burn-train's `Learner` (on several
+/// devices with [`FitOptions::parallel`]: burn-train's `multi` or `ddp`
+/// execution strategy, validation on the first device).
 ///
 /// Metrics shown: `Loss` (train), `Accuracy@r{k}` and `Loss@r{k}` for each
 /// `k`, `AURAC-log2` and `AURAC-linear` (valid). The per-rank figures of the
@@ -150,7 +159,7 @@ pub struct FitResult<T> {
 pub fn fit<T: TaskModel>(
     task: T,
     plan: StepPlan,
-    train: Arc<dyn DataLoader<T::Batch>>,
+    train: Arc<dyn DataLoader<TrainShard<T::Batch>>>,
     valid: Arc<dyn DataLoader<T::Batch>>,
     options: &FitOptions,
     renderer: Box<dyn MetricsRenderer>,
@@ -185,7 +194,12 @@ pub fn fit<T: TaskModel>(
     let learner = Learner::new(model, optim.init(), schedule);
 
     let totals = RankTotals::new();
-    let times = SplitTimes::default();
+    let times = SplitTimes::default().with_pieces_per_step(
+        options
+            .parallel
+            .as_ref()
+            .map_or(1, |p| p.devices.len().max(1) * p.grad_accum.max(1)),
+    );
     let num_epochs = options
         .segments
         .map(|s| s.count())
@@ -196,6 +210,25 @@ pub fn fit<T: TaskModel>(
         .renderer(Box::new(Timed::new(renderer, times.clone())))
         .with_application_logger(None)
         .num_epochs(num_epochs);
+    if let Some(parallel) = &options.parallel {
+        if parallel.grad_accum > 1 {
+            training = training.grads_accumulation(parallel.grad_accum);
+        }
+        if parallel.is_multi_device() {
+            training = training.with_training_strategy(
+                parallel
+                    .strategy
+                    .execution(
+                        parallel
+                            .devices
+                            .iter()
+                            .map(|d| d.clone().autodiff())
+                            .collect(),
+                    )
+                    .into(),
+            );
+        }
+    }
     if let Some(checkpoints) = &options.checkpoints {
         training = training
             .with_custom_checkpointers(

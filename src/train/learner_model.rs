@@ -11,6 +11,7 @@ use burn::train::Interrupter;
 use burn::train::ItemLazy;
 use burn::train::metric::{Adaptor, LossInput};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -27,8 +28,34 @@ pub struct StepPlan {
     pub sampler: Arc<Mutex<RankSampler>>,
     /// `matryoshka-sampled`'s seeded draw of `m` ranks per step.
     pub subsets: Option<Arc<Mutex<RankSubsetSampler>>>,
+    /// The draws of recent optimiser steps, so that every shard of a step
+    /// (data-parallel workers, accumulated micro-batches) sees the same one.
+    draws: Arc<Mutex<StepDraws>>,
     /// Counts steps and stops training at a non-finite loss.
     pub guard: StepGuard,
+}
+
+/// What the method drew for one optimiser step.
+#[derive(Debug, Clone, Default)]
+struct Draw {
+    /// DyLoRA's rank.
+    rank: Option<usize>,
+    /// `matryoshka-sampled`'s ranks.
+    subset: Option<Vec<usize>>,
+}
+
+/// The draws of the latest optimiser steps, by step (from 0).
+#[derive(Debug, Default)]
+struct StepDraws {
+    /// The step the next fresh draw is for.
+    next: usize,
+    /// `(step, draw)` of recent steps, oldest first.
+    recent: VecDeque<(usize, Draw)>,
+}
+
+impl StepDraws {
+    /// Steps kept: shards of one step are never further apart than this.
+    const KEPT: usize = 64;
 }
 
 impl std::fmt::Debug for StepPlan {
@@ -53,6 +80,7 @@ impl StepPlan {
                 seed,
             ))),
             subsets: None,
+            draws: Arc::default(),
             guard: StepGuard::default(),
         }
     }
@@ -85,8 +113,89 @@ impl StepPlan {
                 subsets.draw();
             }
         }
+        if let Ok(mut draws) = self.draws.lock() {
+            *draws = StepDraws {
+                next: steps,
+                recent: VecDeque::new(),
+            };
+        }
         self.guard.steps.store(steps, Ordering::SeqCst);
         self
+    }
+
+    /// The method's draw for optimiser step `step` (from 0; `None`: the next
+    /// step's). Draws are made in step order from the seeded samplers, so a
+    /// run sees the same sequence however its steps are sharded.
+    fn draw(&self, step: Option<usize>) -> Draw {
+        let Ok(mut draws) = self.draws.lock() else {
+            return Draw::default();
+        };
+        let step = step.unwrap_or(draws.next);
+        // Workers of one step are never more than a step apart (they meet at
+        // every optimiser step), far within the steps kept.
+        if step < draws.next
+            && let Some((_, draw)) = draws.recent.iter().find(|(s, _)| *s == step)
+        {
+            return draw.clone();
+        }
+        let mut latest = Draw::default();
+        while draws.next <= step {
+            latest = Draw {
+                rank: match self.method {
+                    TrainMethod::Dylora | TrainMethod::DyloraOriginal => {
+                        self.sampler.lock().map(|mut s| s.draw()).unwrap_or(None)
+                    }
+                    _ => None,
+                },
+                subset: match self.method {
+                    TrainMethod::MatryoshkaSampled => self
+                        .subsets
+                        .as_ref()
+                        .and_then(|s| s.lock().ok().map(|mut s| s.draw())),
+                    _ => None,
+                },
+            };
+            let next = draws.next;
+            draws.recent.push_back((next, latest.clone()));
+            if draws.recent.len() > StepDraws::KEPT {
+                draws.recent.pop_front();
+            }
+            draws.next += 1;
+        }
+        latest
+    }
+}
+
+/// One piece of an optimiser step's batch, as a data-parallel worker or an
+/// accumulated micro-batch trains on it.
+///
+/// The task's loss is a mean over the piece; `weight` rescales it to the
+/// piece's share of the whole step's mean (its loss terms over the step's:
+/// rows, or scored tokens for a causal LM). burn-train sums the pieces'
+/// gradients (across workers, and over accumulated micro-batches), so the
+/// step's gradient is the whole batch's, whatever the split. A single
+/// unsplit batch has weight 1 and is trained on unchanged.
+#[derive(Debug, Clone)]
+pub struct TrainShard<B> {
+    /// The piece's batch.
+    pub batch: B,
+    /// Its share of the step's loss terms.
+    pub weight: f64,
+    /// The optimiser step it belongs to (from 0, over the whole run).
+    pub step: usize,
+    /// Whether it is the last piece of its step this worker trains on.
+    pub ends_step: bool,
+}
+
+impl<B> TrainShard<B> {
+    /// A whole batch: optimiser step `step`, weight 1.
+    pub fn whole(batch: B, step: usize) -> Self {
+        Self {
+            batch,
+            weight: 1.0,
+            step,
+            ends_step: true,
+        }
     }
 }
 
@@ -111,16 +220,20 @@ impl StepGuard {
         self.steps.load(Ordering::SeqCst)
     }
 
-    /// Counts a step with loss `value`; stops the run when it is not finite.
-    fn check(&self, value: f64) {
-        let step = self.steps.fetch_add(1, Ordering::SeqCst) + 1;
+    /// Records a piece of step `step` (from 0) with loss `value`: stops the
+    /// run when it is not finite; counts the step when the piece ends it.
+    fn check(&self, step: usize, ends_step: bool, value: f64) {
+        let step = step + 1;
         if !value.is_finite() && self.divergence.record(step, value) {
             self.interrupter
                 .stop(Some(&format!("non-finite loss {value} at step {step}")));
         }
-        if self.limit == Some(step) {
-            self.interrupter
-                .stop(Some(&format!("stopped after step {step} as asked")));
+        if ends_step {
+            self.steps.fetch_max(step, Ordering::SeqCst);
+            if self.limit == Some(step) {
+                self.interrupter
+                    .stop(Some(&format!("stopped after step {step} as asked")));
+            }
         }
     }
 }
@@ -205,21 +318,25 @@ impl<T: TaskModel> RankedLearnerModel<T> {
         self.at(ActiveRank::Rank(k))
     }
 
-    fn draw(&self) -> Option<usize> {
-        self.plan
-            .sampler
-            .lock()
-            .map(|mut s| s.draw())
-            .unwrap_or(None)
+    /// The objective's loss for one batch (the next step's draw), and
+    /// DyLoRA's drawn rank.
+    pub fn objective(&self, batch: &T::Batch) -> (Tensor<1>, Option<usize>) {
+        self.objective_at(batch, None)
     }
 
-    /// The objective's loss for one batch, and DyLoRA's drawn rank.
-    pub fn objective(&self, batch: &T::Batch) -> (Tensor<1>, Option<usize>) {
+    /// The objective's loss for one batch of optimiser step `step` (from 0;
+    /// every batch of a step gets the step's draw), and DyLoRA's drawn rank.
+    pub fn objective_at(
+        &self,
+        batch: &T::Batch,
+        step: Option<usize>,
+    ) -> (Tensor<1>, Option<usize>) {
+        let draw = self.plan.draw(step);
         match self.plan.method {
             TrainMethod::Lora | TrainMethod::Matryoshka => {
                 (self.task.forward_batch(batch).loss, None)
             }
-            TrainMethod::Dylora | TrainMethod::DyloraOriginal => match self.draw() {
+            TrainMethod::Dylora | TrainMethod::DyloraOriginal => match draw.rank {
                 Some(b) => {
                     let rank = if self.plan.method == TrainMethod::Dylora {
                         ActiveRank::Rank(b)
@@ -232,12 +349,7 @@ impl<T: TaskModel> RankedLearnerModel<T> {
             },
             TrainMethod::MatryoshkaExact => (self.mean_loss(&self.plan.ranks, batch), None),
             TrainMethod::MatryoshkaSampled => {
-                let ranks = self
-                    .plan
-                    .subsets
-                    .as_ref()
-                    .and_then(|s| s.lock().ok().map(|mut s| s.draw()))
-                    .unwrap_or_else(|| self.plan.ranks.clone());
+                let ranks = draw.subset.unwrap_or_else(|| self.plan.ranks.clone());
                 (self.mean_loss(&ranks, batch), None)
             }
         }
@@ -270,15 +382,20 @@ impl<T: TaskModel> RankedLearnerModel<T> {
 }
 
 impl<T: TaskModel> TrainStep for RankedLearnerModel<T> {
-    type Input = T::Batch;
+    type Input = TrainShard<T::Batch>;
     type Output = TrainStepOutput;
 
-    fn step(&self, batch: T::Batch) -> TrainOutput<TrainStepOutput> {
-        let (loss, drawn_rank) = self.objective(&batch);
-        // One scalar read per step: the step that diverges is the one that stops.
+    fn step(&self, shard: TrainShard<T::Batch>) -> TrainOutput<TrainStepOutput> {
+        let (loss, drawn_rank) = self.objective_at(&shard.batch, Some(shard.step));
+        // One scalar read per piece: the step that diverges is the one that stops.
         let value = loss.clone().try_into_scalar::<f64>().unwrap_or(f64::NAN);
-        self.plan.guard.check(value);
-        let grads = loss.backward();
+        self.plan.guard.check(shard.step, shard.ends_step, value);
+        // The piece's share of the step's mean (a whole batch: as it is).
+        let grads = if shard.weight == 1.0 {
+            loss.backward()
+        } else {
+            (loss.clone() * shard.weight).backward()
+        };
         TrainOutput::new(self, grads, TrainStepOutput { loss, drawn_rank })
     }
 }

@@ -25,6 +25,7 @@ mod learner_model;
 mod metrics;
 mod model;
 mod objective;
+mod parallel;
 mod progress;
 mod runner;
 mod schedule;
@@ -37,16 +38,19 @@ pub use comparison::{ComparePlan, ComparedRun, Comparison, MethodSummary, PairSu
 pub use config::TrainConfig;
 pub use error::{BoxError, RunError, Setting};
 pub use fit::{FitCheckpoints, FitError, FitOptions, FitResult, evaluate, fit};
-pub use learner_model::{PerRankOutput, RankedLearnerModel, StepGuard, StepPlan, TrainStepOutput};
+pub use learner_model::{
+    PerRankOutput, RankedLearnerModel, StepGuard, StepPlan, TrainShard, TrainStepOutput,
+};
 pub use metrics::{
     AuracMetric, Divergence, RankAccuracyMetric, RankEvalCollector, RankEvaluation, RankLossMetric,
     RankTotals, aurac_metric_name, rank_accuracy_name, rank_loss_name,
 };
 pub use model::{RankedBatchOutput, TaskModel};
 pub use objective::{HeadMode, ParseError, TrainMethod};
+pub use parallel::{DataParallel, Execution, ParallelStrategy};
 pub use progress::{ProgressRenderer, QuietRenderer};
 pub use runner::{BaseReport, RunOutcome, Runner, save_plots, write_plots};
 pub use schedule::LinearWarmupDecay;
-pub use segments::{EpochEndLoader, Segments, StepLoader};
+pub use segments::{BatchSplit, EpochEndLoader, LossTerms, Segments, StepLoader};
 pub use task::{RankMetrics, Task, TaskData};
 pub use timing::{SplitTimes, Timed};

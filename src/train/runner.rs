@@ -4,12 +4,13 @@ use super::checkpointing::{CHECKPOINT_SUBDIR, TRAINING_DIR, TrainingState, last_
 use super::config::TrainConfig;
 use super::error::{RunError, Setting};
 use super::fit::{FitCheckpoints, FitOptions, evaluate, fit};
-use super::learner_model::StepPlan;
+use super::learner_model::{StepPlan, TrainShard};
 use super::metrics::RankEvaluation;
 use super::model::TaskModel;
 use super::objective::{HeadMode, TrainMethod};
+use super::parallel::DataParallel;
 use super::progress::{ProgressRenderer, QuietRenderer};
-use super::segments::{EpochEndLoader, Segments, StepLoader};
+use super::segments::{BatchSplit, EpochEndLoader, Segments, StepLoader};
 use super::task::{RankMetrics, Task, TaskData};
 use super::timing::SplitTimes;
 use crate::adapter::{ActiveRank, AdaptedModule, Injection, RankSet, Targets, aurac_both};
@@ -60,8 +61,11 @@ pub struct Runner<T: Task> {
     task: T,
     config: TrainConfig,
     quiet: bool,
-    /// The configured backend's device, opened once (non-autodiff).
+    /// The configured backend's device, opened once (non-autodiff): the
+    /// first of `devices`.
     device: Device,
+    /// Every data-parallel device, opened once (non-autodiff).
+    devices: Vec<Device>,
     /// The name each adapter built by this runner was attached under (its
     /// module name in the base model), by the adapter's module path (stable
     /// across training and checkpoint loads, which may renumber parameters).
@@ -122,10 +126,22 @@ impl<T: Task> Runner<T> {
             }
             config.targets = Some(defaults);
         }
-        let device = config
-            .backend
-            .open()
-            .map_err(|e| RunError::invalid(Setting::Backend, e))?;
+        let devices = if config.devices.is_empty() {
+            vec![
+                config
+                    .backend
+                    .open()
+                    .map_err(|e| RunError::invalid(Setting::Backend, e))?,
+            ]
+        } else {
+            config
+                .devices
+                .iter()
+                .map(|d| d.open())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| RunError::invalid(Setting::Devices, e))?
+        };
+        let device = devices[0].clone();
         if config.head_mode == HeadMode::Probe && task.trainable_modules().is_empty() {
             return Err(RunError::invalid(
                 Setting::HeadMode,
@@ -137,6 +153,7 @@ impl<T: Task> Runner<T> {
             config,
             quiet: false,
             device,
+            devices,
             names: Mutex::default(),
             checkpoints: None,
             step_limit: None,
@@ -250,12 +267,59 @@ impl<T: Task> Runner<T> {
         })
     }
 
-    /// `config` with this runner's (resolved) targets when it names none.
+    /// `config` with this runner's (resolved) targets when it names none,
+    /// and this runner's devices (opened once, when it was made).
     fn resolved(&self, mut config: TrainConfig) -> TrainConfig {
         if config.targets.is_none() {
             config.targets = self.config.targets.clone();
         }
+        config.backend = self.config.backend;
+        config.devices = self.config.devices.clone();
+        config.strategy = self.config.strategy;
         config
+    }
+
+    /// The training loader of a run: `items` in batches of `config.batch`,
+    /// shuffled with `seed`, from segment `start`, each step's batch cut over
+    /// the run's devices and accumulation steps.
+    fn train_loader(
+        &self,
+        items: &[T::Item],
+        config: &TrainConfig,
+        seed: u64,
+        segments: Segments,
+        start: usize,
+        device: &Device,
+    ) -> Arc<dyn DataLoader<TrainShard<<T::Model as TaskModel>::Batch>>> {
+        let terms: fn(&T::Item) -> usize = T::loss_terms;
+        Arc::new(
+            StepLoader::new(
+                Arc::new(InMemDataset::new(items.to_vec())),
+                Arc::new(self.task.batcher()),
+                config.batch,
+                Some(seed),
+                segments,
+                start,
+                device,
+            )
+            .with_split(
+                BatchSplit {
+                    workers: self.devices.len(),
+                    micro_batches: config.grad_accum,
+                },
+                Arc::new(terms),
+            ),
+        )
+    }
+
+    /// The devices and accumulation burn-train runs `config` with (`None`:
+    /// one device, one batch per step).
+    fn parallel(&self, config: &TrainConfig) -> Option<DataParallel> {
+        (self.devices.len() > 1 || config.grad_accum > 1).then(|| DataParallel {
+            devices: self.devices.clone(),
+            strategy: config.strategy,
+            grad_accum: config.grad_accum,
+        })
     }
 
     fn targets(config: &TrainConfig) -> Targets {
@@ -435,6 +499,7 @@ impl<T: Task> Runner<T> {
                 epochs: 1,
                 constant_lr: true,
                 artifact_dir: scratch.0.join("probe"),
+                parallel: self.parallel(config),
                 ..FitOptions::default()
             };
             let mut plan = StepPlan::new(TrainMethod::Lora, &single, config.seed);
@@ -443,10 +508,16 @@ impl<T: Task> Runner<T> {
                 probe,
                 plan,
                 // the probe epoch shuffles with its own stream
-                self.loader(
+                self.train_loader(
                     &data.train,
-                    config.batch,
-                    Some(config.seed.wrapping_add(0x9e37_79b9)),
+                    config,
+                    config.seed.wrapping_add(0x9e37_79b9),
+                    Segments {
+                        steps_per_epoch,
+                        epochs: 1,
+                        every: None,
+                    },
+                    0,
                     &device,
                 ),
                 valid.clone(),
@@ -476,6 +547,7 @@ impl<T: Task> Runner<T> {
                 modules: modules.clone(),
                 resume_after,
             }),
+            parallel: self.parallel(config),
             ..FitOptions::default()
         };
         let done_before = segments.steps_before(start);
@@ -486,15 +558,7 @@ impl<T: Task> Runner<T> {
         let mut plan = plan.after_steps(done_before);
         plan.guard.interrupter = self.interrupter.clone();
         plan.guard.limit = self.step_limit;
-        let train: Arc<dyn DataLoader<<T::Model as TaskModel>::Batch>> = Arc::new(StepLoader::new(
-            Arc::new(InMemDataset::new(data.train.clone())),
-            Arc::new(self.task.batcher()),
-            config.batch,
-            Some(config.seed),
-            segments,
-            start,
-            &device,
-        ));
+        let train = self.train_loader(&data.train, config, config.seed, segments, start, &device);
         let valid = Arc::new(EpochEndLoader::new(valid, segments, start));
         let started = Instant::now();
         let result = fit(
@@ -561,7 +625,7 @@ impl<T: Task> Runner<T> {
         let saved = TrainingState::read(dir).map_err(|e| RunError::invalid(Setting::Output, e))?;
         match saved {
             Some(saved) if resume => {
-                if saved != state {
+                if saved.clone().same_steps() != state.clone().same_steps() {
                     return Err(RunError::invalid(
                         Setting::Output,
                         format!(

@@ -7,14 +7,15 @@
 //! `E * ceil(n / N)` segments; a segment never crosses an epoch boundary, so
 //! every epoch end is a segment end too. Without `N`, a segment is an epoch.
 
+use super::learner_model::TrainShard;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::data::dataset::Dataset;
 use burn::data::dataset::DatasetError;
-use burn::data::dataset::transform::{PartialDataset, ShuffledDataset};
+use burn::data::dataset::transform::ShuffledDataset;
 use burn::prelude::*;
-use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::sync::{Arc, Mutex};
 
 /// How a run's training steps are grouped into burn-train epochs.
@@ -73,6 +74,62 @@ impl Segments {
     }
 }
 
+/// How each optimiser step's batch is split: over data-parallel workers,
+/// and within each worker over accumulated micro-batches.
+///
+/// Step `s`'s batch (rows `[s B, (s + 1) B)` of the epoch's order) is cut
+/// into `workers * micro_batches` contiguous pieces as even as the rows
+/// allow; worker `k` trains on pieces `k * micro_batches ..` in turn, each a
+/// [`TrainShard`] weighted by its share of the step's loss terms. A piece
+/// left without rows (the last, short batch of an epoch, cut finer than it
+/// has rows) holds a copy of the step's first row with weight 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSplit {
+    /// Data-parallel workers (devices).
+    pub workers: usize,
+    /// Micro-batches per worker per optimiser step (gradient accumulation).
+    pub micro_batches: usize,
+}
+
+impl BatchSplit {
+    /// One piece per step: the whole batch.
+    pub const WHOLE: BatchSplit = BatchSplit {
+        workers: 1,
+        micro_batches: 1,
+    };
+
+    fn pieces(&self) -> usize {
+        self.workers.max(1) * self.micro_batches.max(1)
+    }
+
+    /// Rows `[lo, hi)` (relative to the step's first row) of piece `c` of a
+    /// step of `rows` rows.
+    fn piece(&self, c: usize, rows: usize) -> (usize, usize) {
+        let p = self.pieces();
+        (c * rows / p, (c + 1) * rows / p)
+    }
+
+    /// The pieces worker `worker` trains on (`None`: all, in order).
+    fn pieces_of(&self, worker: Option<usize>) -> std::ops::Range<usize> {
+        match worker {
+            Some(k) => {
+                let a = self.micro_batches.max(1);
+                k * a..(k + 1) * a
+            }
+            None => 0..self.pieces(),
+        }
+    }
+}
+
+impl Default for BatchSplit {
+    fn default() -> Self {
+        Self::WHOLE
+    }
+}
+
+/// How many terms an example adds to the mean its batch's loss is.
+pub type LossTerms<I> = Arc<dyn Fn(&I) -> usize + Send + Sync>;
+
 /// Where a [`StepLoader`] is: the next segment, and the shuffled order of the
 /// latest epoch drawn.
 struct Cursor<I> {
@@ -82,11 +139,19 @@ struct Cursor<I> {
 }
 
 /// The training data loader of a segmented run: iteration `k` yields the
-/// batches of segment `start + k`. The order of the examples is burn's own
+/// batches of segment `start + k`, as [`TrainShard`]s of their optimiser
+/// steps. The order of the examples is burn's own
 /// (`DataLoaderBuilder::shuffle(seed)`: the same generator, forked when the
 /// loader moves to its device, reshuffling at each epoch), so a run split
 /// into segments, or resumed at one, sees exactly the batches of an unsplit
 /// run. Resuming costs no batch: earlier epochs' orders are drawn, not built.
+///
+/// With a [`BatchSplit`] ([`StepLoader::with_split`]) each step's batch is
+/// cut into pieces; burn-train's data-parallel strategies take one loader
+/// per worker through `DataLoader::slice` (burn's `split_dataloader`, which
+/// asks for `workers` equal ranges of [`DataLoader::num_items`]): here the
+/// range starting at `k * num_items / workers` is worker `k`'s pieces of
+/// every step, over the same epoch order as the whole loader.
 pub struct StepLoader<I, O> {
     dataset: Arc<dyn Dataset<I>>,
     batcher: Arc<dyn Batcher<I, O>>,
@@ -94,7 +159,16 @@ pub struct StepLoader<I, O> {
     batch: usize,
     segments: Segments,
     rng: Option<Arc<Mutex<StdRng>>>,
+    /// The seed of this loader's next fork, drawn once when it is first
+    /// sliced: every worker's share forks the same generator.
+    fork_seed: Arc<Mutex<Option<<StdRng as SeedableRng>::Seed>>>,
+    /// Whether `to_device` forks the generator (a worker's share holds the
+    /// fork already).
+    fork_on_move: bool,
     cursor: Arc<Mutex<Cursor<I>>>,
+    split: BatchSplit,
+    worker: Option<usize>,
+    terms: LossTerms<I>,
 }
 
 impl<I, O> StepLoader<I, O>
@@ -120,8 +194,22 @@ where
             batch: batch.max(1),
             segments,
             rng: seed.map(|s| Arc::new(Mutex::new(StdRng::seed_from_u64(s)))),
+            fork_seed: Arc::default(),
+            fork_on_move: true,
             cursor: Self::cursor(start),
+            split: BatchSplit::WHOLE,
+            worker: None,
+            terms: Arc::new(|_| 1),
         }
+    }
+
+    /// With each step's batch cut by `split`, pieces weighted by `terms`
+    /// (how many terms an example adds to the mean the task's loss is: 1
+    /// for a mean over examples, its scored tokens for a causal LM).
+    pub fn with_split(mut self, split: BatchSplit, terms: LossTerms<I>) -> Self {
+        self.split = split;
+        self.terms = terms;
+        self
     }
 
     fn cursor(start: usize) -> Arc<Mutex<Cursor<I>>> {
@@ -132,12 +220,28 @@ where
         }))
     }
 
-    /// A loader like this one with a generator forked from this one's (as
-    /// burn's loaders do in `to_device` and `slice`).
-    fn derived(&self, dataset: Arc<dyn Dataset<I>>, device: &Device) -> Self {
-        let rng = self.rng.as_ref().map(|rng| {
-            let mut rng = rng.lock().unwrap_or_else(|p| p.into_inner());
-            Arc::new(Mutex::new(rng.fork()))
+    /// A loader like this one for `worker` on `device`, its generator forked
+    /// from this one's (as burn's loaders do in `to_device`), or (`shared`)
+    /// the fork every worker's share gets, so that they see one order: the
+    /// order a single device's loader, forked by `to_device`, sees.
+    fn derived(&self, worker: Option<usize>, device: &Device, shared: bool) -> Self {
+        let rng = self.rng.as_ref().map(|rng_arc| {
+            let mut rng = rng_arc.lock().unwrap_or_else(|p| p.into_inner());
+            let child = if !shared && !self.fork_on_move {
+                // a worker's share moving to its device: keep its generator
+                return rng_arc.clone();
+            } else if shared {
+                let mut seed = self.fork_seed.lock().unwrap_or_else(|p| p.into_inner());
+                // `fork` is `from_seed` of the parent's next 32 bytes.
+                StdRng::from_seed(*seed.get_or_insert_with(|| {
+                    let mut bytes = <StdRng as SeedableRng>::Seed::default();
+                    rng.fill_bytes(&mut bytes);
+                    bytes
+                }))
+            } else {
+                rng.fork()
+            };
+            Arc::new(Mutex::new(child))
         });
         let start = self
             .cursor
@@ -145,33 +249,58 @@ where
             .map(|c| c.next)
             .unwrap_or_else(|p| p.into_inner().next);
         Self {
-            dataset,
+            dataset: self.dataset.clone(),
             batcher: self.batcher.clone(),
             device: device.clone(),
             batch: self.batch,
             segments: self.segments,
             rng,
+            fork_seed: Arc::default(),
+            fork_on_move: self.fork_on_move && !shared,
             cursor: Self::cursor(start),
+            split: self.split,
+            worker,
+            terms: self.terms.clone(),
         }
     }
 
-    /// The examples of segment `i`: `[start, end)` of its epoch's order.
-    fn items(&self, i: usize) -> (usize, usize) {
-        let (_, first, steps) = self.segments.segment(i);
+    /// Segment `i`'s steps: `(step within the run, rows)` of each.
+    fn steps(&self, i: usize) -> Vec<(usize, usize, usize)> {
+        let (epoch, first, steps) = self.segments.segment(i);
         let len = self.dataset.len();
-        (
-            (first * self.batch).min(len),
-            ((first + steps) * self.batch).min(len),
-        )
+        (first..first + steps)
+            .map(|s| {
+                let lo = (s * self.batch).min(len);
+                let hi = ((s + 1) * self.batch).min(len);
+                (epoch * self.segments.steps_per_epoch + s, lo, hi)
+            })
+            .filter(|(_, lo, hi)| hi > lo)
+            .collect()
+    }
+
+    /// The items `worker` is given in segment `i` (an empty piece counts one).
+    fn items_of(&self, i: usize, worker: Option<usize>) -> usize {
+        self.steps(i)
+            .iter()
+            .map(|&(_, lo, hi)| {
+                self.split
+                    .pieces_of(worker)
+                    .map(|c| {
+                        let (a, b) = self.split.piece(c, hi - lo);
+                        (b - a).max(1)
+                    })
+                    .sum::<usize>()
+            })
+            .sum()
     }
 }
 
-impl<I, O> DataLoader<O> for StepLoader<I, O>
+impl<I, O> DataLoader<TrainShard<O>> for StepLoader<I, O>
 where
     I: Clone + Send + Sync + 'static,
     O: Send + 'static,
 {
-    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<O> + 'a> {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<TrainShard<O>> + 'a> {
         let mut cursor = self.cursor.lock().unwrap_or_else(|p| p.into_inner());
         let i = cursor.next;
         cursor.next += 1;
@@ -192,64 +321,130 @@ where
             .current
             .clone()
             .unwrap_or_else(|| self.dataset.clone());
-        let (start, end) = self.items(i);
+        let mut pieces = Vec::new();
+        for (step, lo, hi) in self.steps(i) {
+            let mine = self.split.pieces_of(self.worker);
+            let last = mine.end - 1;
+            for c in mine {
+                let (a, b) = self.split.piece(c, hi - lo);
+                pieces.push(Piece {
+                    step,
+                    step_rows: (lo, hi),
+                    rows: (lo + a, lo + b),
+                    ends_step: c == last,
+                });
+            }
+        }
         Box::new(SegmentIter {
             dataset,
             batcher: self.batcher.clone(),
             device: self.device.clone(),
-            batch: self.batch,
-            start,
-            end,
-            position: start,
+            split: self.split,
+            terms: self.terms.clone(),
+            total: self.items_of(i, self.worker),
+            processed: 0,
+            pieces: pieces.into_iter(),
         })
     }
 
     fn num_items(&self) -> usize {
         let next = self.cursor.lock().map(|c| c.next).unwrap_or(0);
-        let (start, end) = self.items(next);
-        end - start
+        match (self.worker, self.split.workers) {
+            (None, n) if n > 1 => {
+                n * (0..n)
+                    .map(|k| self.items_of(next, Some(k)))
+                    .max()
+                    .unwrap_or(0)
+            }
+            (worker, _) => self.items_of(next, worker),
+        }
     }
 
-    fn to_device(&self, device: &Device) -> Arc<dyn DataLoader<O>> {
-        Arc::new(self.derived(self.dataset.clone(), device))
+    fn to_device(&self, device: &Device) -> Arc<dyn DataLoader<TrainShard<O>>> {
+        Arc::new(self.derived(self.worker, device, false))
     }
 
-    fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<O>> {
-        let part: Arc<dyn Dataset<I>> =
-            Arc::new(PartialDataset::new(self.dataset.clone(), start, end));
-        Arc::new(self.derived(part, &self.device))
+    /// Worker `k`'s share, for the range starting at `k * num_items / workers`
+    /// (what burn's `split_dataloader` asks for); the whole loader when the
+    /// batches are not split over workers.
+    fn slice(&self, start: usize, _end: usize) -> Arc<dyn DataLoader<TrainShard<O>>> {
+        let n = self.split.workers;
+        if n <= 1 || self.worker.is_some() {
+            return Arc::new(self.derived(self.worker, &self.device, true));
+        }
+        let share = self.num_items() / n;
+        let k = start.checked_div(share).unwrap_or(0).min(n - 1);
+        Arc::new(self.derived(Some(k), &self.device, true))
     }
 }
 
-/// The batches of one segment.
+/// One piece of a step, as rows of the epoch's order.
+struct Piece {
+    step: usize,
+    step_rows: (usize, usize),
+    rows: (usize, usize),
+    ends_step: bool,
+}
+
+/// The pieces of one segment a worker trains on.
 struct SegmentIter<I, O> {
     dataset: Arc<dyn Dataset<I>>,
     batcher: Arc<dyn Batcher<I, O>>,
     device: Device,
-    batch: usize,
-    start: usize,
-    end: usize,
-    position: usize,
+    split: BatchSplit,
+    terms: LossTerms<I>,
+    total: usize,
+    processed: usize,
+    pieces: std::vec::IntoIter<Piece>,
 }
 
-impl<I, O> Iterator for SegmentIter<I, O> {
-    type Item = Result<O, DatasetError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.position >= self.end {
-            return None;
-        }
-        let stop = (self.position + self.batch).min(self.end);
-        let items: Result<Vec<I>, DatasetError> =
-            (self.position..stop).map(|k| self.dataset.get(k)).collect();
-        self.position = stop;
-        Some(items.map(|items| self.batcher.batch(items, &self.device)))
+impl<I, O> SegmentIter<I, O> {
+    fn get(&self, rows: (usize, usize)) -> Result<Vec<I>, DatasetError> {
+        (rows.0..rows.1).map(|k| self.dataset.get(k)).collect()
     }
 }
 
-impl<I, O> DataLoaderIterator<O> for SegmentIter<I, O> {
+impl<I: Clone, O> Iterator for SegmentIter<I, O> {
+    type Item = Result<TrainShard<O>, DatasetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let piece = self.pieces.next()?;
+        let (lo, hi) = piece.rows;
+        self.processed += (hi - lo).max(1);
+        let shard = if self.split.pieces() == 1 {
+            self.get(piece.rows)
+                .map(|items| TrainShard::whole(self.batcher.batch(items, &self.device), piece.step))
+        } else {
+            self.get(piece.step_rows).map(|step_items| {
+                let of = |items: &[I]| items.iter().map(|x| (self.terms)(x)).sum::<usize>();
+                let (a, b) = (lo - piece.step_rows.0, hi - piece.step_rows.0);
+                let all = of(&step_items);
+                let (items, weight) = if b > a {
+                    let items = step_items[a..b].to_vec();
+                    let weight = if all == 0 {
+                        0.0
+                    } else {
+                        of(&items) as f64 / all as f64
+                    };
+                    (items, weight)
+                } else {
+                    (step_items[..1].to_vec(), 0.0)
+                };
+                TrainShard {
+                    batch: self.batcher.batch(items, &self.device),
+                    weight,
+                    step: piece.step,
+                    ends_step: piece.ends_step,
+                }
+            })
+        };
+        Some(shard)
+    }
+}
+
+impl<I: Clone, O> DataLoaderIterator<TrainShard<O>> for SegmentIter<I, O> {
     fn progress(&self) -> Progress {
-        Progress::new(self.position - self.start, self.end - self.start, None)
+        Progress::new(self.processed, self.total, None)
     }
 }
 
@@ -343,6 +538,14 @@ mod tests {
         loader.iter().map(|b| b.unwrap()).collect()
     }
 
+    fn shards(loader: &dyn DataLoader<TrainShard<Vec<u32>>>) -> Vec<TrainShard<Vec<u32>>> {
+        loader.iter().map(|b| b.unwrap()).collect()
+    }
+
+    fn whole(loader: &dyn DataLoader<TrainShard<Vec<u32>>>) -> Vec<Vec<u32>> {
+        shards(loader).into_iter().map(|s| s.batch).collect()
+    }
+
     #[test]
     fn segments_partition_the_steps_and_end_at_epochs() {
         let s = Segments {
@@ -402,16 +605,124 @@ mod tests {
             .to_device(&device)
         };
         let split = loader(0);
-        let all: Vec<Vec<u32>> = (0..segments.count())
-            .flat_map(|_| batches(&*split))
-            .collect();
+        let all: Vec<Vec<u32>> = (0..segments.count()).flat_map(|_| whole(&*split)).collect();
         assert_eq!(all, expected);
         // resumed at segment 3 (epoch 1, steps 4..6): the batches from step 10 on
         let resumed = loader(3);
         let rest: Vec<Vec<u32>> = (3..segments.count())
-            .flat_map(|_| batches(&*resumed))
+            .flat_map(|_| whole(&*resumed))
             .collect();
         assert_eq!(rest, expected[10..]);
+    }
+
+    /// burn's `split_dataloader`: `n` equal ranges of `num_items`, each
+    /// sliced and moved to its device.
+    fn split_like_burn(
+        loader: &StepLoader<u32, Vec<u32>>,
+        n: usize,
+        device: &Device,
+    ) -> Vec<Arc<dyn DataLoader<TrainShard<Vec<u32>>>>> {
+        let step = loader.num_items() / n;
+        (0..n)
+            .map(|k| {
+                let end = if k == n - 1 {
+                    loader.num_items()
+                } else {
+                    (k + 1) * step
+                };
+                loader.slice(k * step, end).to_device(device)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn workers_and_micro_batches_share_each_step_by_its_loss_terms() {
+        let device = Device::default();
+        // 23 rows, batch 8: steps of 8, 8 and 7 rows; two workers of two
+        // micro-batches each (pieces of 2 rows, the last step 1-2-2-2).
+        let items: Vec<u32> = (0..23).collect();
+        let dataset: Arc<dyn Dataset<u32>> = Arc::new(InMemDataset::new(items));
+        let segments = Segments {
+            steps_per_epoch: 3,
+            epochs: 2,
+            every: None,
+        };
+        let loader = |split| {
+            StepLoader::new(
+                dataset.clone(),
+                Arc::new(Ids),
+                8,
+                Some(7),
+                segments,
+                0,
+                &device,
+            )
+            .with_split(split, Arc::new(|x: &u32| 1 + (*x as usize % 3)))
+        };
+        let single = loader(BatchSplit::WHOLE).to_device(&device);
+        let split = BatchSplit {
+            workers: 2,
+            micro_batches: 2,
+        };
+        let workers = split_like_burn(&loader(split), 2, &device);
+        for _epoch in 0..2 {
+            let expected = shards(&*single);
+            let got: Vec<Vec<TrainShard<Vec<u32>>>> =
+                workers.iter().map(|w| shards(&**w)).collect();
+            assert_eq!(got[0].len(), 6);
+            assert_eq!(got[1].len(), 6);
+            for (s, step) in expected.iter().enumerate() {
+                assert_eq!(
+                    (step.step, step.weight, step.ends_step),
+                    (s % 3 + 3 * _epoch, 1.0, true)
+                );
+                let pieces: Vec<&TrainShard<Vec<u32>>> = got[0][2 * (s % 3)..2 * (s % 3) + 2]
+                    .iter()
+                    .chain(&got[1][2 * (s % 3)..2 * (s % 3) + 2])
+                    .collect();
+                // the pieces, in order, are the step's batch; their weights
+                // are their shares of its loss terms
+                let rows: Vec<u32> = pieces.iter().flat_map(|p| p.batch.clone()).collect();
+                assert_eq!(rows, step.batch);
+                let terms =
+                    |rows: &[u32]| rows.iter().map(|x| 1 + (*x as usize % 3)).sum::<usize>() as f64;
+                for p in &pieces {
+                    assert_eq!(p.step, step.step);
+                    assert!((p.weight - terms(&p.batch) / terms(&step.batch)).abs() < 1e-12);
+                }
+                assert!((pieces.iter().map(|p| p.weight).sum::<f64>() - 1.0).abs() < 1e-12);
+                assert_eq!(
+                    pieces.iter().map(|p| p.ends_step).collect::<Vec<_>>(),
+                    [false, true, false, true]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_piece_without_rows_weighs_nothing() {
+        let device = Device::default();
+        // 9 rows, batch 8: the second step has 1 row for 2 workers.
+        let dataset: Arc<dyn Dataset<u32>> = Arc::new(InMemDataset::new((0..9).collect()));
+        let segments = Segments {
+            steps_per_epoch: 2,
+            epochs: 1,
+            every: None,
+        };
+        let loader = StepLoader::new(dataset, Arc::new(Ids), 8, None, segments, 0, &device)
+            .with_split(
+                BatchSplit {
+                    workers: 2,
+                    micro_batches: 1,
+                },
+                Arc::new(|_: &u32| 1),
+            );
+        let workers = split_like_burn(&loader, 2, &device);
+        let a = shards(&*workers[0]);
+        let b = shards(&*workers[1]);
+        assert_eq!((a[1].batch.clone(), a[1].weight), (vec![8], 0.0));
+        assert_eq!((b[1].batch.clone(), b[1].weight), (vec![8], 1.0));
+        assert_eq!((a[0].weight, b[0].weight), (0.5, 0.5));
     }
 
     #[test]

@@ -87,6 +87,17 @@ pub trait Task {
     /// The batcher for training and evaluation batches.
     fn batcher(&self) -> Self::Batcher;
 
+    /// How many terms `item` adds to the mean that
+    /// [`TaskModel::forward_batch`]'s loss is over its batch: 1 (the default)
+    /// for a mean over examples; a causal LM's loss is a mean over scored
+    /// tokens, so its examples count their scored tokens. When a step's
+    /// batch is split over devices or accumulated micro-batches, each piece's
+    /// loss is weighted by its share of these, so the step's gradient is the
+    /// whole batch's.
+    fn loss_terms(_item: &Self::Item) -> usize {
+        1
+    }
+
     /// Builds (or loads) the model on `device` with adapters wherever
     /// `injection` selects; the runner seeds `device` first and checks the
     /// injection's outcome afterwards.

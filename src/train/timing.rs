@@ -16,8 +16,11 @@ struct TimesState {
     /// (split name, wall time) in order.
     splits: Vec<(String, Duration)>,
     /// When the current (or last) train split started and when each of its
-    /// steps was reported done.
+    /// pieces was reported done.
     train_marks: Vec<Instant>,
+    /// Pieces per optimiser step (data-parallel workers x accumulated
+    /// micro-batches; 0 or 1: one).
+    pieces_per_step: usize,
 }
 
 /// The wall time of every split a run went through (`train`, `valid`, ...).
@@ -56,17 +59,28 @@ impl SplitTimes {
             .unwrap_or(0.0)
     }
 
-    /// Mean milliseconds per step of the last train split, leaving out its
-    /// first `warmup` steps (`None` when it had no more than `warmup` steps).
+    /// Times with `pieces` batches reported per optimiser step (data-parallel
+    /// workers x accumulated micro-batches).
+    pub fn with_pieces_per_step(self, pieces: usize) -> Self {
+        if let Ok(mut s) = self.state.lock() {
+            s.pieces_per_step = pieces;
+        }
+        self
+    }
+
+    /// Mean milliseconds per optimiser step of the last train split, leaving
+    /// out its first `warmup` steps (`None` when it had no more than
+    /// `warmup` steps).
     pub fn steady_ms_per_step(&self, warmup: usize) -> Option<f64> {
         let s = self.state.lock().ok()?;
-        // marks[0] is the split start, marks[i] the end of step i.
-        let steps = s.train_marks.len().checked_sub(1)?;
+        let p = s.pieces_per_step.max(1);
+        // marks[0] is the split start, marks[i] the end of piece i.
+        let steps = s.train_marks.len().checked_sub(1)? / p;
         if steps <= warmup {
             return None;
         }
-        let from = s.train_marks[warmup];
-        let to = *s.train_marks.last()?;
+        let from = s.train_marks[warmup * p];
+        let to = s.train_marks[steps * p];
         Some(1000.0 * to.duration_since(from).as_secs_f64() / (steps - warmup) as f64)
     }
 

@@ -5,13 +5,14 @@ use super::commands::adapter_file;
 use super::failure::{Failure, bad};
 use super::output::print_table;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use matryoshka_lora::BackendKind;
 use matryoshka_lora::models::BaseDtype;
 use matryoshka_lora::models::llama::PRESETS;
 use matryoshka_lora::report::{RankWithin, Report};
 use matryoshka_lora::tasks::causal_lm::CausalLmConfig;
 use matryoshka_lora::tasks::classify::ClassifyConfig;
+use matryoshka_lora::train::ParallelStrategy;
 use matryoshka_lora::train::{HeadMode, Runner, Task, TrainConfig, TrainMethod};
+use matryoshka_lora::{BackendKind, DeviceSpec};
 use matryoshka_lora::{RankSet, Scaling};
 use std::path::PathBuf;
 
@@ -163,6 +164,9 @@ pub enum Command {
         #[command(subcommand)]
         which: BenchCommand,
     },
+    /// Memory per device to train adapters on a Llama-family model, from the
+    /// formula (README, "Scaling"): base weights, adapter state, activations.
+    Memory(MemoryArgs),
     /// Plot rank (log2 axis) against accuracy for report.json files.
     Plot {
         /// report.json files (or compare.json arrays).
@@ -174,6 +178,42 @@ pub enum Command {
         #[command(flatten)]
         print: PrintArgs,
     },
+}
+
+#[derive(Args, Clone)]
+pub struct MemoryArgs {
+    /// Model shape: llama-3.2-1b, llama-3.1-8b, tinyllama-1.1b, smollm2-135m or tiny.
+    #[arg(long, default_value = "llama-3.2-1b")]
+    pub config: String,
+    /// A Llama-family model directory (its config.json) instead.
+    #[arg(long, conflicts_with = "config")]
+    pub model: Option<PathBuf>,
+    /// Adapter ranks R, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "32")]
+    pub rank: Vec<usize>,
+    /// Global batch (rows per optimiser step).
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Tokens per row.
+    #[arg(long, default_value_t = 512)]
+    pub seq: usize,
+    /// Scored (response) tokens per row [default: half of --seq].
+    #[arg(long)]
+    pub scored: Option<usize>,
+    /// The base's dtypes, comma-separated: f32, bf16, f16.
+    #[arg(long, value_delimiter = ',', default_value = "bf16")]
+    pub base_dtype: Vec<BaseDtype>,
+    /// Data-parallel devices (as `train --devices`; only their number matters).
+    #[arg(long, value_name = "LIST", value_parser = parse_devices)]
+    pub devices: Option<DeviceList>,
+    /// multi or ddp.
+    #[arg(long, default_value = "multi")]
+    pub strategy: ParallelStrategy,
+    /// Micro-batches accumulated per device per step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    #[command(flatten)]
+    pub print: PrintArgs,
 }
 
 #[derive(Subcommand)]
@@ -220,6 +260,8 @@ pub struct BenchLlmArgs {
     /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
     #[arg(long, default_value_t = DEFAULTS.backend)]
     pub backend: BackendKind,
+    #[command(flatten)]
+    pub parallel: ParallelArgs,
     /// Keep only the first N layers.
     #[arg(long)]
     pub layers: Option<usize>,
@@ -304,6 +346,8 @@ pub struct BenchRtArgs {
     /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
     #[arg(long, default_value_t = DEFAULTS.backend)]
     pub backend: BackendKind,
+    #[command(flatten)]
+    pub parallel: ParallelArgs,
     /// Model directory (the fetched assets).
     #[arg(long, default_value = "assets")]
     pub model: PathBuf,
@@ -401,6 +445,53 @@ pub struct DataOverrides {
     pub base_dtype: Option<BaseDtype>,
 }
 
+/// Where a run trains besides `--backend`: data-parallel devices and
+/// gradient accumulation.
+#[derive(Args, Clone, Default)]
+pub struct ParallelArgs {
+    /// Train data-parallel on these devices, comma-separated, one backend:
+    /// cuda:0,cuda:1 | wgpu:0,wgpu:1 | flex,flex (two workers on the CPU).
+    /// --batch is the global batch, split evenly over them; validation runs on
+    /// the first. With --resume: continue on these.
+    #[arg(long, value_name = "LIST", conflicts_with = "backend", value_parser = parse_devices)]
+    pub devices: Option<DeviceList>,
+    /// With --devices: multi (gradients summed on the first device; any
+    /// backend) or ddp (all-reduce between devices; CUDA only) [default: multi].
+    #[arg(long, requires = "devices")]
+    pub strategy: Option<ParallelStrategy>,
+    /// Accumulate N micro-batches per device per optimiser step: the step
+    /// still sees the gradient of the whole --batch [default: 1].
+    #[arg(long, value_name = "N")]
+    pub grad_accum: Option<usize>,
+}
+
+impl ParallelArgs {
+    /// Applies `backend` (when given) and these flags (those given) to `train`.
+    pub fn apply(
+        &self,
+        backend: Option<BackendKind>,
+        train: &mut TrainConfig,
+    ) -> Result<(), Failure> {
+        if let Some(DeviceList(devices)) = &self.devices {
+            DeviceSpec::check_list(devices).map_err(|e| bad("--devices", e))?;
+            let backend = devices[0].backend;
+            backend.device().map_err(|e| bad("--devices", e))?;
+            train.backend = backend;
+            train.devices = devices.clone();
+        } else if let Some(backend) = backend {
+            train.backend = backend;
+            train.devices = Vec::new();
+        }
+        if let Some(strategy) = self.strategy {
+            train.strategy = strategy;
+        }
+        if let Some(n) = self.grad_accum {
+            train.grad_accum = n;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Args, Clone)]
 pub struct RunArgs {
     /// classify (BERT encoder, CSV) or causal-lm (Llama-family decoder, JSONL).
@@ -461,9 +552,12 @@ pub struct RunArgs {
     /// Seed (initialisation, shuffling, DyLoRA draws).
     #[arg(long, default_value_t = DEFAULTS.seed)]
     pub seed: u64,
-    /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
-    #[arg(long, default_value_t = DEFAULTS.backend)]
-    pub backend: BackendKind,
+    /// Backend: flex, ndarray, wgpu or cuda (must be compiled in) [default: flex].
+    /// With --resume: continue on this backend.
+    #[arg(long)]
+    pub backend: Option<BackendKind>,
+    #[command(flatten)]
+    pub parallel: ParallelArgs,
     /// Report the smallest rank within this many points of the best rank's accuracy.
     #[arg(long, default_value_t = RankWithin::DEFAULT_TOLERANCE)]
     pub tolerance: f64,
@@ -477,8 +571,10 @@ pub struct RunArgs {
     pub init_adapter: Option<PathBuf>,
 }
 
-/// The flags that shape a run, which `--resume` takes from the run itself.
-pub const RUN_FLAGS: [&str; 38] = [
+/// The flags that shape a run, which `--resume` takes from the run itself
+/// (where it runs, `--backend`/`--devices`/`--strategy`/`--grad-accum`, may
+/// change: the steps are the same).
+pub const RUN_FLAGS: [&str; 37] = [
     "task",
     "base_dtype",
     "prompt_field",
@@ -512,7 +608,6 @@ pub const RUN_FLAGS: [&str; 38] = [
     "eval_batch",
     "epochs",
     "seed",
-    "backend",
     "checkpoint_every",
     "tolerance",
     "init_adapter",
@@ -652,6 +747,17 @@ impl DataOverrides {
     }
 }
 
+/// `--devices`: a comma-separated list of `BACKEND[:INDEX]`.
+#[derive(Debug, Clone)]
+pub struct DeviceList(pub Vec<DeviceSpec>);
+
+fn parse_devices(s: &str) -> Result<DeviceList, String> {
+    s.split(',')
+        .map(|d| d.parse::<DeviceSpec>().map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()
+        .map(DeviceList)
+}
+
 /// `--rank-samples`/`--sample-max` only mean something to matryoshka-sampled:
 /// given without it among `methods`, they are an error, not ignored.
 pub fn check_sampled_flags(
@@ -741,8 +847,10 @@ impl RunArgs {
             eval_batch: self.eval_batch,
             epochs: self.epochs,
             seed: self.seed,
-            backend: self.backend,
+            ..TrainConfig::default()
         };
+        let mut train = train;
+        self.apply_execution(&mut train)?;
         // The method's own sampling settings (matryoshka-sampled's default m).
         let sampled_settings = (train.rank_samples, train.sample_max);
         let mut train = train.with_method(self.method);
@@ -751,6 +859,12 @@ impl RunArgs {
             (train.rank_samples, train.sample_max) = sampled_settings;
         }
         Ok(train)
+    }
+
+    /// Applies the flags that say where a run trains (`--backend`,
+    /// `--devices`, `--strategy`, `--grad-accum`) to `train`, those given only.
+    pub fn apply_execution(&self, train: &mut TrainConfig) -> Result<(), Failure> {
+        self.parallel.apply(self.backend, train)
     }
 
     /// The runner of `task` with these flags, checkpointing into `out` when given.

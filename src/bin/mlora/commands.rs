@@ -2,8 +2,8 @@
 //! runner and artifact functions, printing.
 
 use super::args::{
-    BenchLlmArgs, BenchRtArgs, DEFAULTS, EvalDataArgs, OutArgs, PrintArgs, RunArgs, TaskKind,
-    check_sampled_flags,
+    BenchLlmArgs, BenchRtArgs, DEFAULTS, EvalDataArgs, MemoryArgs, OutArgs, ParallelArgs,
+    PrintArgs, RunArgs, TaskKind, check_sampled_flags,
 };
 use super::failure::{Failure, bad, stopped};
 use super::output::{DataSummary, print_comparison, print_data};
@@ -13,11 +13,12 @@ use matryoshka_lora::io::{
     ADAPTER_FILE, LEGACY_ADAPTER_FILE, MergeError, PeftError, REPORT_FILE, ensure_writable_dir,
     export_peft, merge_adapter, read_meta, read_peft,
 };
+use matryoshka_lora::models::llama::{LlamaConfig, PRESETS};
 use matryoshka_lora::report::{Report, RunConfig};
-use matryoshka_lora::tasks::causal_lm::{CausalLmConfig, CausalLmTask, LlmBench};
+use matryoshka_lora::tasks::causal_lm::{CausalLmConfig, CausalLmTask, LlmBench, MemoryPlan};
 use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask, RtBench};
 use matryoshka_lora::train::{
-    ComparePlan, Runner, Task, TaskData, TrainConfig, TrainMethod, TrainingState,
+    ComparePlan, Execution, Runner, Task, TaskData, TrainConfig, TrainMethod, TrainingState,
 };
 use matryoshka_lora::{RankSet, Scaling};
 use std::path::{Path, PathBuf};
@@ -51,7 +52,7 @@ pub fn train_cmd(run: RunArgs, resume: Option<PathBuf>, out: OutArgs) -> Result<
     check_sampled_flags(&[run.method], run.rank_samples, run.sample_max)?;
     let quiet = out.print.quiet_progress();
     if let Some(dir) = resume {
-        return resume_cmd(&dir, &out.print);
+        return resume_cmd(&dir, &run, &out.print);
     }
     match run.task {
         TaskKind::Classify => {
@@ -88,8 +89,8 @@ where
 }
 
 /// `train --resume DIR`: the interrupted run in `dir`, continued.
-fn resume_cmd(dir: &Path, print: &PrintArgs) -> Result<(), Failure> {
-    let state = TrainingState::read(dir)
+fn resume_cmd(dir: &Path, run: &RunArgs, print: &PrintArgs) -> Result<(), Failure> {
+    let mut state = TrainingState::read(dir)
         .map_err(|e| bad("--resume", e))?
         .ok_or_else(|| {
             bad(
@@ -97,6 +98,8 @@ fn resume_cmd(dir: &Path, print: &PrintArgs) -> Result<(), Failure> {
                 format!("{} holds no interrupted run to resume", dir.display()),
             )
         })?;
+    // Where it continues may change (the steps are the same).
+    run.apply_execution(&mut state.config.train)?;
     // A causal-LM run's settings have the prompt field; a classifier's do not.
     if state.config.task.contains_key("prompt_field") {
         let task: CausalLmConfig = state
@@ -507,6 +510,7 @@ fn eval_base_cmd(args: EvalArgs) -> Result<(), Failure> {
 
 pub fn bench_llm_cmd(args: BenchLlmArgs) -> Result<(), Failure> {
     args.check()?;
+    let (backend, execution) = execution_of(args.backend, &args.parallel)?;
     let result = LlmBench {
         config: args.config.clone(),
         model: args.model.clone(),
@@ -516,13 +520,14 @@ pub fn bench_llm_cmd(args: BenchLlmArgs) -> Result<(), Failure> {
         warmup: args.warmup,
         rank: args.rank,
         method: args.method,
-        backend: args.backend,
+        backend,
         layers: args.layers,
         peak_tflops: args.peak_tflops,
         seed: args.seed,
         base_dtype: args.base_dtype,
         lr: args.lr,
         init_std: args.init_std,
+        execution,
     }
     .run()?;
     args.print.emit(&result, || {
@@ -535,12 +540,12 @@ pub fn bench_llm_cmd(args: BenchLlmArgs) -> Result<(), Failure> {
             None => String::new(),
         };
         format!(
-            "llm {} ({} layers, base {}) {} on {}: batch {} x {} tokens, R = {}: {:.1} ms/step, {:.0} tokens/s, {:.2} GFLOP/step = {:.3} TFLOP/s{mfu}, peak RSS {:.0} MiB{device}",
+            "llm {} ({} layers, base {}) {} on {}: batch {} x {} tokens, R = {}: {:.1} ms/step, {:.0} tokens/s, {:.2} GFLOP/step = {:.3} TFLOP/s{mfu}, peak RSS {:.0} MiB{device} (formula: {:.0} MiB)",
             result.config,
             result.layers,
             result.base_dtype,
             result.method,
-            result.backend,
+            placement(&result.backend, &result.devices, result.grad_accum),
             result.batch,
             result.seq,
             result.rank,
@@ -548,10 +553,141 @@ pub fn bench_llm_cmd(args: BenchLlmArgs) -> Result<(), Failure> {
             result.tokens_per_s,
             1000.0 * result.tflop_per_step,
             result.tflops,
-            result.peak_rss_mb
+            result.peak_rss_mb,
+            result.formula_mb
         )
     });
     Ok(())
+}
+
+/// `mlora memory`: the formula's bytes per device for each rank and dtype.
+pub fn memory_cmd(args: MemoryArgs) -> Result<(), Failure> {
+    let model = match &args.model {
+        Some(dir) => {
+            LlamaConfig::from_file(&dir.join("config.json")).map_err(|e| bad("--model", e))?
+        }
+        None => LlamaConfig::preset(&args.config).ok_or_else(|| {
+            bad(
+                "--config",
+                format!(
+                    "unknown model shape `{}`: use one of {}",
+                    args.config,
+                    PRESETS.join(", ")
+                ),
+            )
+        })?,
+    };
+    let devices = args.devices.as_ref().map_or(1, |d| d.0.len());
+    let pieces = devices * args.grad_accum;
+    if args.grad_accum == 0 {
+        return Err(bad("--grad-accum", "must be at least 1, got 0"));
+    }
+    if args.batch == 0 || !args.batch.is_multiple_of(pieces) {
+        return Err(bad(
+            "--batch",
+            format!(
+                "must be a positive multiple of {pieces} ({devices} devices x {} accumulation steps)",
+                args.grad_accum
+            ),
+        ));
+    }
+    let scored = args.scored.unwrap_or(args.seq / 2);
+    if scored > args.seq {
+        return Err(bad(
+            "--scored",
+            format!("at most --seq ({}), got {scored}", args.seq),
+        ));
+    }
+    let gib = |b: f64| b / f64::from(1u32 << 30);
+    let mut rows = Vec::new();
+    for &rank in &args.rank {
+        if rank == 0 {
+            return Err(bad("--rank", "must be at least 1"));
+        }
+        for &base_dtype in &args.base_dtype {
+            let plan = MemoryPlan {
+                model: &model,
+                layers: None,
+                rank,
+                base_dtype,
+                rows: args.batch / pieces,
+                seq: args.seq,
+                scored,
+                devices,
+                strategy: args.strategy,
+            };
+            let (first, other) = plan.per_device();
+            rows.push(serde_json::json!({
+                "rank": rank,
+                "base_dtype": base_dtype.to_string(),
+                "adapter_params": plan.adapter_params(),
+                "rows_per_device": plan.rows,
+                "first_device_gib": {
+                    "base": gib(first.base), "adapters": gib(first.adapters),
+                    "activations": gib(first.activations), "logits": gib(first.logits),
+                    "workspace": gib(first.workspace),
+                    "total": gib(first.total()),
+                },
+                "other_device_total_gib": (devices > 1).then(|| gib(other.total())),
+            }));
+        }
+    }
+    args.print.emit(&rows, || {
+        let mut text = format!(
+            "{} ({} layers, {:.2} B base parameters), {} device(s), {}, {} row(s) x {} tokens ({} scored) per device per micro-batch:\n",
+            args.model.as_ref().map_or(args.config.clone(), |d| d.display().to_string()),
+            model.num_hidden_layers,
+            model.parameter_count() as f64 / 1e9,
+            devices,
+            args.strategy,
+            args.batch / pieces,
+            args.seq,
+            scored
+        );
+        text.push_str("   R | base |  adapter params |  base GiB | adapters GiB | activations GiB | logits GiB | attention GiB | first device GiB | other devices GiB\n");
+        for r in &rows {
+            let f = &r["first_device_gib"];
+            text.push_str(&format!(
+                "{:>4} | {:>4} | {:>15} | {:>9.2} | {:>12.2} | {:>15.2} | {:>10.2} | {:>13.2} | {:>16.2} | {:>17}\n",
+                r["rank"].as_u64().unwrap_or_default(),
+                r["base_dtype"].as_str().unwrap_or_default(),
+                r["adapter_params"].as_u64().unwrap_or_default(),
+                f["base"].as_f64().unwrap_or_default(),
+                f["adapters"].as_f64().unwrap_or_default(),
+                f["activations"].as_f64().unwrap_or_default(),
+                f["logits"].as_f64().unwrap_or_default(),
+                f["workspace"].as_f64().unwrap_or_default(),
+                f["total"].as_f64().unwrap_or_default(),
+                r["other_device_total_gib"].as_f64().map_or("-".to_string(), |g| format!("{g:.2}")),
+            ));
+        }
+        text.trim_end().to_string()
+    });
+    Ok(())
+}
+
+/// Where a bench ran: `flex`, `cuda:0,cuda:1`, with `(accumulating N)`.
+fn placement(backend: &BackendKind, devices: &[String], grad_accum: usize) -> String {
+    let on = if devices.is_empty() {
+        backend.to_string()
+    } else {
+        devices.join(",")
+    };
+    if grad_accum > 1 {
+        format!("{on} (accumulating {grad_accum})")
+    } else {
+        on
+    }
+}
+
+/// A bench's backend and execution settings from its flags.
+fn execution_of(
+    backend: BackendKind,
+    parallel: &ParallelArgs,
+) -> Result<(BackendKind, Execution), Failure> {
+    let mut train = TrainConfig::default();
+    parallel.apply(Some(backend), &mut train)?;
+    Ok((train.backend, Execution::of(&train)))
 }
 
 /// The adapter file of a run directory (or the file itself).
@@ -749,24 +885,26 @@ pub fn bench_rt_cmd(args: BenchRtArgs) -> Result<(), Failure> {
         return Err(bad("--steps", "must be at least 1"));
     }
     check_sampled_flags(&[args.method], args.rank_samples, args.sample_max)?;
+    let (backend, execution) = execution_of(args.backend, &args.parallel)?;
     let result = RtBench {
         steps: args.steps,
         warmup: args.warmup,
         method: args.method,
-        backend: args.backend,
+        backend,
         model: args.model,
         test_n: args.test_n,
         layers: args.layers,
         batch: args.batch,
         rank_samples: args.rank_samples,
         sample_max: args.sample_max,
+        execution,
     }
     .run()?;
     args.print.emit(&result, || {
         format!(
             "rt {} on {}: {:.1} ms/step ({} steps after {} warm-up), eval of {} rows at {} ranks {:.2} s, peak RSS {:.0} MiB",
             result.method,
-            result.backend,
+            placement(&result.backend, &result.devices, result.grad_accum),
             result.ms_per_step,
             result.steps,
             result.warmup,

@@ -29,6 +29,9 @@ pub fn flag(setting: Setting) -> &'static str {
         Setting::Epochs => "--epochs",
         Setting::Seed => "--seed",
         Setting::Backend => "--backend",
+        Setting::Devices => "--devices",
+        Setting::Strategy => "--strategy",
+        Setting::GradAccum => "--grad-accum",
         Setting::Output => "--out",
         Setting::Task(key) => match key {
             "model" => "--model",

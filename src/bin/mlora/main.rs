@@ -94,6 +94,7 @@ fn main() -> ExitCode {
             backend,
             print,
         } => import_cmd(peft, out, data, method, scaling, backend, print),
+        Command::Memory(args) => memory_cmd(args),
         Command::Plot {
             reports,
             output,

@@ -2,13 +2,16 @@
 //! Llama-shaped model with seeded random weights and random token rows (no
 //! download, nothing to carry), as a [`Task`] the one runner trains.
 
+use super::memory::MemoryPlan;
 use crate::adapter::Injection;
 use crate::backend::BackendKind;
 use crate::data::{SftBatcher, SftExample};
 use crate::models::TensorSource;
 use crate::models::llama::{DEFAULT_TARGETS, LlamaConfig, LlamaForCausalLm, PRESETS};
 use crate::models::{BaseDtype, RandomWeights};
-use crate::train::{RunError, Runner, Setting, Task, TaskData, TrainConfig, TrainMethod};
+use crate::train::{
+    Execution, RunError, Runner, Setting, Task, TaskData, TrainConfig, TrainMethod,
+};
 use burn::module::{ModuleMapper, Param};
 use burn::prelude::*;
 use serde::Serialize;
@@ -150,6 +153,11 @@ impl Task for SyntheticLmTask {
     type Meta = ();
     type Model = LlamaForCausalLm;
     type Batcher = SftBatcher;
+
+    /// The loss is a mean over scored tokens (response and EOS).
+    fn loss_terms(item: &SftExample) -> usize {
+        item.target_count()
+    }
 
     fn name(&self) -> &str {
         "causal-lm"
@@ -309,6 +317,9 @@ pub struct LlmBench {
     pub lr: f64,
     /// Standard deviation of the random base's entries (`None`: 0.02).
     pub init_std: Option<f32>,
+    /// Data-parallel devices, how they train, and accumulation (`batch` is
+    /// the global batch).
+    pub execution: Execution,
 }
 
 /// What [`LlmBench::run`] measured.
@@ -324,9 +335,14 @@ pub struct LlmBenchResult {
     pub method: TrainMethod,
     /// The backend.
     pub backend: BackendKind,
+    /// Data-parallel devices (empty: one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+    /// Micro-batches accumulated per device per step.
+    pub grad_accum: usize,
     /// The dtype of the frozen base's matrices.
     pub base_dtype: BaseDtype,
-    /// Rows per step.
+    /// Rows per step (all devices).
     pub batch: usize,
     /// Tokens per row.
     pub seq: usize,
@@ -356,6 +372,8 @@ pub struct LlmBenchResult {
     /// keep the pages they grew to, so this is the run's peak to within a
     /// pool page. `None` on backends that do not report it (the CPU ones).
     pub device_reserved_mb: Option<f64>,
+    /// What [`MemoryPlan`]'s formula says the first device holds (MiB).
+    pub formula_mb: f64,
     /// The ranks evaluated after training (on `batch` held-out rows).
     pub ranks: Vec<usize>,
     /// The held-out response loss at each rank (the GPU check compares these
@@ -427,6 +445,7 @@ impl LlmBench {
         }
         .with_max_rank(self.rank)?
         .with_method(self.method);
+        let train = self.execution.apply(train);
         let model = task.model.clone();
         let runner = Runner::new(task, train)?.quiet(true);
         let data = runner.prepare()?;
@@ -440,6 +459,20 @@ impl LlmBench {
             .map(|e| e.target_count())
             .sum();
         let flops = step_flops(&model, layers, self.batch, self.seq, scored, self.rank);
+        let config = runner.config();
+        let pieces = config.workers() * config.grad_accum;
+        let (first_device, _) = MemoryPlan {
+            model: &model,
+            layers: Some(layers),
+            rank: self.rank,
+            base_dtype: self.base_dtype,
+            rows: self.batch / pieces,
+            seq: self.seq,
+            scored: scored / self.batch,
+            devices: config.workers(),
+            strategy: config.strategy,
+        }
+        .per_device();
         let tflops = flops / (ms_per_step / 1000.0) / 1e12;
         let hd = model.head_size();
         let (d, f) = (model.hidden_size, model.intermediate_size);
@@ -451,7 +484,14 @@ impl LlmBench {
             config: runner.task().preset.clone(),
             layers,
             method: self.method,
-            backend: self.backend,
+            backend: runner.config().backend,
+            devices: runner
+                .config()
+                .devices
+                .iter()
+                .map(|d| d.to_string())
+                .collect(),
+            grad_accum: runner.config().grad_accum,
             base_dtype: self.base_dtype,
             batch: self.batch,
             seq: self.seq,
@@ -464,12 +504,16 @@ impl LlmBench {
             tokens_per_s: (self.batch * self.seq) as f64 / (ms_per_step / 1000.0),
             tflop_per_step: flops / 1e12,
             tflops,
-            mfu: self.peak_tflops.map(|p| tflops / p),
+            // the peak of every device that trained
+            mfu: self
+                .peak_tflops
+                .map(|p| tflops / (p * runner.config().workers() as f64)),
             peak_rss_mb: outcome.report.peak_rss_mb,
             device_reserved_mb: runner
                 .device()?
                 .memory_pool_usage()
                 .map(|u| u.bytes_reserved as f64 / (1024.0 * 1024.0)),
+            formula_mb: first_device.total() / (1024.0 * 1024.0),
             ranks: outcome.report.ranks.clone(),
             loss: outcome.report.series("loss").unwrap_or_default().to_vec(),
         })

@@ -7,10 +7,12 @@
 mod bench;
 mod config;
 mod exact_match;
+mod memory;
 mod model;
 mod task;
 
 pub use bench::{LlmBench, LlmBenchResult, SyntheticLmTask, step_flops};
 pub use config::CausalLmConfig;
 pub use exact_match::{exact_match, final_answer};
+pub use memory::{DeviceMemory, MemoryPlan};
 pub use task::{CausalLmMeta, CausalLmTask};

@@ -167,6 +167,11 @@ impl Task for CausalLmTask {
     type Model = LlamaForCausalLm;
     type Batcher = SftBatcher;
 
+    /// The loss is a mean over scored tokens (response and EOS).
+    fn loss_terms(item: &SftExample) -> usize {
+        item.target_count()
+    }
+
     fn name(&self) -> &str {
         "causal-lm"
     }

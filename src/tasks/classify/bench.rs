@@ -4,7 +4,7 @@
 use super::config::ClassifyConfig;
 use super::task::ClassifyTask;
 use crate::backend::BackendKind;
-use crate::train::{RunError, Runner, TrainConfig, TrainMethod};
+use crate::train::{Execution, RunError, Runner, TrainConfig, TrainMethod};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -31,6 +31,9 @@ pub struct RtBench {
     pub rank_samples: Option<usize>,
     /// `matryoshka-sampled`: `R` always drawn.
     pub sample_max: bool,
+    /// Data-parallel devices, how they train, and accumulation (the
+    /// [`TrainConfig`] fields of the same names; `batch` is the global batch).
+    pub execution: Execution,
 }
 
 /// What [`RtBench::run`] measured.
@@ -42,6 +45,11 @@ pub struct RtBenchResult {
     pub method: TrainMethod,
     /// The backend.
     pub backend: BackendKind,
+    /// Data-parallel devices (empty: one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+    /// Micro-batches accumulated per device per step.
+    pub grad_accum: usize,
     /// `matryoshka-sampled`: ranks drawn per step.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rank_samples: Option<usize>,
@@ -84,6 +92,7 @@ impl RtBench {
             ..defaults
         }
         .with_method(self.method);
+        let train = self.execution.apply(train);
         let mut task = ClassifyConfig::rt_protocol(&self.model);
         task.layers = self.layers;
         task.train_n = Some(train.batch * (self.steps + self.warmup));
@@ -98,7 +107,14 @@ impl RtBench {
         Ok(RtBenchResult {
             bench: "rt",
             method: outcome.report.method,
-            backend: self.backend,
+            backend: runner.config().backend,
+            devices: runner
+                .config()
+                .devices
+                .iter()
+                .map(|d| d.to_string())
+                .collect(),
+            grad_accum: runner.config().grad_accum,
             rank_samples: runner.config().rank_samples,
             sample_max: runner.config().sample_max,
             threads: rayon::current_num_threads(),
