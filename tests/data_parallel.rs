@@ -283,3 +283,42 @@ impl std::str::FromStr for DeviceListProbe {
         DeviceSpec::parse_list(s).map(Self)
     }
 }
+
+#[test]
+fn a_run_resumes_on_other_devices() {
+    let _turn = turn();
+    let task = classify_task();
+    let config = TrainConfig {
+        batch: 16,
+        lr: 2e-3,
+        ..TrainConfig::default()
+            .with_max_rank(8)
+            .unwrap()
+            .with_method(TrainMethod::Dylora)
+    };
+    let runner = |config: TrainConfig| Runner::new(task.clone(), config).unwrap().quiet(true);
+    let data = runner(config.clone()).prepare().unwrap();
+    let whole = runner(config.clone()).train(&data).unwrap();
+    // one device for 2 steps, then two workers accumulating 2 micro-batches
+    let tmp = common::temp_dir("dp-resume");
+    let dir = tmp.join("run");
+    let stopped = runner(config.clone())
+        .checkpoint_into(&dir, Some(2))
+        .stop_after(2)
+        .train(&data);
+    assert!(stopped.is_err());
+    let moved = TrainConfig {
+        devices: two_cpu_workers(),
+        grad_accum: 2,
+        ..config
+    };
+    let resumed = runner(moved)
+        .checkpoint_into(&dir, Some(2))
+        .resume(true)
+        .train(&data)
+        .unwrap();
+    let diff = max_diff(&values(&whole.model), &values(&resumed.model));
+    println!("resumed on 2 workers x 2 micro-batches vs one device: max |diff| {diff:.2e}");
+    assert!(diff < 2e-5, "{diff}");
+    assert_eq!(resumed.report.config.train.devices.len(), 2);
+}
