@@ -48,6 +48,8 @@ fn step(y: Tensor<2>, x: &Tensor<2>) -> f32 {
 }
 
 fn forward_backward(c: &mut Criterion) {
+    // as the mlora binary does (BENCHMARKS.md)
+    matryoshka_lora::host_memory::keep_tensor_buffers();
     for backend in BackendKind::compiled() {
         let Ok(device) = backend.device() else {
             continue;
@@ -93,6 +95,8 @@ fn forward_backward(c: &mut Criterion) {
 /// Evaluation at every rank of S = {1, 2, 4, ..., 32}: |S| rank-k forwards of one
 /// layer (no autodiff), against |S| forwards of the dense layer alone.
 fn eval_all_ranks(c: &mut Criterion) {
+    // as the mlora binary does (BENCHMARKS.md)
+    matryoshka_lora::host_memory::keep_tensor_buffers();
     for backend in BackendKind::compiled() {
         let Ok(device) = backend.device() else {
             continue;

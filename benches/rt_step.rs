@@ -53,6 +53,8 @@ fn model_for(
 }
 
 fn rt_step(c: &mut Criterion) {
+    // as the mlora binary does (BENCHMARKS.md)
+    matryoshka_lora::host_memory::keep_tensor_buffers();
     let Some(assets) = assets() else {
         eprintln!("rt_step: no assets (run scripts/fetch-assets.sh or set MLORA_ASSETS); skipped");
         return;

@@ -63,6 +63,7 @@ pub struct ReadmeDoctests;
 pub mod adapter;
 pub mod backend;
 pub mod data;
+pub mod host_memory;
 pub mod io;
 pub mod kernels;
 pub mod models;

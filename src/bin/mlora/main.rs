@@ -25,6 +25,8 @@ fn one_line(error: &clap::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    // Tensor-sized buffers stay in the heap between steps (BENCHMARKS.md).
+    matryoshka_lora::host_memory::keep_tensor_buffers();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
