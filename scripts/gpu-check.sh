@@ -80,6 +80,20 @@ run() { # name, args...: runs mlora with a timeout, JSON to $OUT_DIR/name.json, 
   timeout "$STEP_TIMEOUT" "$BIN" "$@" --json > "$OUT_DIR/$name.json" 2> "$OUT_DIR/$name.err"
 }
 
+verdict_of() { # a tiny run's JSON: its per-rank losses against the CPU fixture
+  if [[ ! -f "$FIXTURE" ]]; then
+    echo "no CPU fixture"
+    return
+  fi
+  python3 - "$FIXTURE" "$1" <<'EOF'
+import json, sys
+want = json.load(open(sys.argv[1]))["loss"]
+got = json.load(open(sys.argv[2]))["loss"]
+d = max(abs(a - b) for a, b in zip(want, got)) if len(want) == len(got) else float("inf")
+print(f"{'ok' if d < 1e-3 else 'FAIL'}: max |diff| {d:.2e} vs CPU fixture")
+EOF
+}
+
 field() { # file, python expression over `r` (the JSON)
   python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($2)" "$1" 2>/dev/null
 }
@@ -89,17 +103,7 @@ echo "== correctness: tiny Llama (init std 0.5), 8 steps of batch 4 x 64, R = 8,
 for b in "${BACKENDS[@]}"; do
   if run "tiny-$b" bench llm "${TINY_ARGS[@]}" --backend "$b"; then
     losses=$(field "$OUT_DIR/tiny-$b.json" "' '.join(f'{x:.6f}' for x in r['loss'])")
-    verdict="no CPU fixture"
-    if [[ -f "$FIXTURE" ]]; then
-      verdict=$(python3 - "$FIXTURE" "$OUT_DIR/tiny-$b.json" <<'EOF'
-import json, sys
-want = json.load(open(sys.argv[1]))["loss"]
-got = json.load(open(sys.argv[2]))["loss"]
-d = max(abs(a - b) for a, b in zip(want, got)) if len(want) == len(got) else float("inf")
-print(f"{'ok' if d < 1e-3 else 'FAIL'}: max |diff| {d:.2e} vs CPU fixture")
-EOF
-)
-    fi
+    verdict=$(verdict_of "$OUT_DIR/tiny-$b.json")
     echo "$b: loss per rank $losses ($verdict)"
     row correctness "$b" "matryoshka" "$verdict"
   else
@@ -112,17 +116,7 @@ done
 check_tiny() { # name, label, args...: the tiny run with extra args, against the fixture
   local name=$1 label=$2; shift 2
   if run "$name" bench llm "${TINY_ARGS[@]}" "$@"; then
-    verdict="no CPU fixture"
-    if [[ -f "$FIXTURE" ]]; then
-      verdict=$(python3 - "$FIXTURE" "$OUT_DIR/$name.json" <<'EOF'
-import json, sys
-want = json.load(open(sys.argv[1]))["loss"]
-got = json.load(open(sys.argv[2]))["loss"]
-d = max(abs(a - b) for a, b in zip(want, got)) if len(want) == len(got) else float("inf")
-print(f"{'ok' if d < 1e-3 else 'FAIL'}: max |diff| {d:.2e} vs CPU fixture")
-EOF
-)
-    fi
+    verdict=$(verdict_of "$OUT_DIR/$name.json")
     echo "$label: $verdict"
     row parallel "${label%% *}" "${label#* }" "$verdict"
   else

@@ -37,35 +37,7 @@ fn two_cpu_workers() -> Vec<DeviceSpec> {
     ]
 }
 
-/// Every parameter value of `model`, tensor by tensor in name order.
-fn values<M: burn::module::Module>(model: &M) -> Vec<f32> {
-    let bytes = model.clone().into_record().into_bytes().unwrap();
-    let mut tensors = burn_pack::Reader::from_bytes(bytes)
-        .unwrap()
-        .into_tensors()
-        .unwrap();
-    tensors.sort_by(|a, b| a.name.cmp(&b.name));
-    tensors
-        .into_iter()
-        .flat_map(|t| {
-            let (_, _, _, _, data) = t.into_parts().unwrap();
-            data.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-/// Largest |a - b| over two models' parameters, and the largest change any
-/// parameter made in training (`start`: the untrained model), so a match
-/// is not two runs that did nothing.
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
+use common::{max_diff, values};
 
 /// Trains `config` and returns the trained parameters and held-out losses.
 fn trained<T: Task + Clone>(task: &T, config: TrainConfig) -> (Vec<f32>, Vec<f64>) {

@@ -5,13 +5,15 @@
 
 mod common;
 
+use common::values;
+
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use matryoshka_lora::Injection;
-use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask, SequenceClassifier};
+use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask};
 use matryoshka_lora::train::{
     FitError, RankedBatchOutput, RunError, Runner, Setting, Task, TaskData, TaskModel, TrainConfig,
     TrainMethod,
@@ -43,25 +45,6 @@ fn runner(method: TrainMethod) -> Runner<ClassifyTask> {
     Runner::new(ClassifyTask::new(task), config)
         .unwrap()
         .quiet(true)
-}
-
-/// Every parameter value of `model`, tensor by tensor in name order.
-fn values(model: &SequenceClassifier) -> Vec<f32> {
-    let bytes = model.clone().into_record().into_bytes().unwrap();
-    let mut tensors = burn_pack::Reader::from_bytes(bytes)
-        .unwrap()
-        .into_tensors()
-        .unwrap();
-    tensors.sort_by(|a, b| a.name.cmp(&b.name));
-    tensors
-        .into_iter()
-        .flat_map(|t| {
-            let (_, _, _, _, data) = t.into_parts().unwrap();
-            data.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! Built with `--features wgpu`; in CI it runs on Mesa's lavapipe (software Vulkan).
 #![cfg(feature = "wgpu")]
 
+mod common;
+
 use burn::module::Param;
 use burn::prelude::*;
 use matryoshka_lora::{BackendKind, MatryoshkaConfig, MatryoshkaLinear, MatryoshkaLinearConfig};
@@ -60,13 +62,7 @@ fn run(device: &Device) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
     )
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
+use common::max_diff;
 
 #[test]
 fn wgpu_forward_and_backward_match_cpu() {

@@ -90,3 +90,31 @@ impl burn::module::ModuleMapper for Perturb {
         })
     }
 }
+
+/// Every parameter value of `module`, tensor by tensor in name order.
+pub fn values<M: burn::module::Module>(module: &M) -> Vec<f32> {
+    let bytes = module.clone().into_record().into_bytes().unwrap();
+    let mut tensors = burn_pack::Reader::from_bytes(bytes)
+        .unwrap()
+        .into_tensors()
+        .unwrap();
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    tensors
+        .into_iter()
+        .flat_map(|t| {
+            let (_, _, _, _, data) = t.into_parts().unwrap();
+            data.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The largest `|a_i - b_i|` of two equally long slices.
+pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
