@@ -23,14 +23,16 @@
 //!   (switch a whole model to rank `k`); [`aurac()`].
 //! - [`train`]: the [`Task`](train::Task) trait an application implements
 //!   once, and the [`Runner`](train::Runner) that trains it through
-//!   burn-train with the method's `P`, evaluates every rank, and writes the
-//!   report, checkpoint and plot.
+//!   burn-train with the method's `P` (on one device, or data-parallel on
+//!   several with gradient accumulation: `TrainConfig::devices`), evaluates
+//!   every rank, and writes the report, checkpoint and plot.
 //! - [`tasks`]: the crate's tasks ([`tasks::classify`], [`tasks::causal_lm`]);
 //!   [`models`]: model families (BERT, Llama) and the shared Hugging Face
 //!   weight loader; [`data`]: CSV text
 //!   data; [`io`]: checkpoints and atomic writes; [`report`], [`plot`];
 //!   [`kernels`]: the fused CPU compute path; [`backend`]: the device,
-//!   chosen in one place.
+//!   chosen in one place; [`host_memory`]: the allocator setting for CPU
+//!   training.
 //!
 //! ```
 //! use burn::prelude::*;

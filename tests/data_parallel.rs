@@ -227,7 +227,7 @@ fn bad_device_settings_name_the_setting() {
     if BackendKind::Wgpu.is_compiled() {
         assert_eq!(
             setting_of(TrainConfig {
-                devices: "wgpu,wgpu".parse::<DeviceListProbe>().unwrap().0,
+                devices: DeviceSpec::parse_list("wgpu:0,wgpu:1").unwrap(),
                 ..base.clone()
             }),
             Some(Setting::Devices)
@@ -243,16 +243,6 @@ fn bad_device_settings_name_the_setting() {
         "",
     ] {
         assert!(DeviceSpec::parse_list(bad).is_err(), "{bad}");
-    }
-}
-
-/// A device list parsed the way `--devices` is.
-struct DeviceListProbe(Vec<DeviceSpec>);
-
-impl std::str::FromStr for DeviceListProbe {
-    type Err = matryoshka_lora::AdapterError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DeviceSpec::parse_list(s).map(Self)
     }
 }
 
