@@ -184,7 +184,13 @@ impl<T: Task> Runner<T> {
 
     /// Continues the run checkpointed into [`Runner::checkpoint_into`]'s
     /// directory instead of refusing to start over it. Its settings must be
-    /// those the run was started with.
+    /// those the run was started with, except where it trains (backend,
+    /// devices, strategy, accumulation).
+    ///
+    /// burn-train loads the optimizer state onto `Device::default()` before
+    /// moving it to each parameter's device; in a build with a GPU backend
+    /// that default is the GPU, so a program that may resume on a machine
+    /// without one sets `BURN_DEVICE=flex` (the `mlora` binary does).
     pub fn resume(mut self, resume: bool) -> Self {
         if let Some(c) = &mut self.checkpoints {
             c.resume = resume;

@@ -25,6 +25,17 @@ fn one_line(error: &clap::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    // burn-train loads a resumed run's optimizer state onto `Device::default()`
+    // (then moves it to each parameter's device), and in a build with `cuda`
+    // or `wgpu` that default is the GPU: without one, resuming even a CPU run
+    // would fail. Every device of a run is chosen explicitly (`--backend`,
+    // `--devices`), so the default is pinned to the host unless the user set it.
+    if std::env::var_os("BURN_DEVICE").is_none()
+        && let Some(cpu) = matryoshka_lora::BackendKind::compiled_cpu().first()
+    {
+        // SAFETY: first thing in `main`, before any other thread exists.
+        unsafe { std::env::set_var("BURN_DEVICE", cpu.feature()) };
+    }
     // Tensor-sized buffers stay in the heap between steps (BENCHMARKS.md).
     matryoshka_lora::host_memory::keep_tensor_buffers();
     let cli = match Cli::try_parse() {
