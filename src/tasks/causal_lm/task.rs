@@ -17,6 +17,7 @@ use crate::train::{RankMetrics, RunError, Setting, Task, TaskData};
 use burn::prelude::*;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 /// What the causal-LM task learns from its model and data.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,12 +50,41 @@ pub struct CausalLmMeta {
 #[derive(Debug, Clone)]
 pub struct CausalLmTask {
     config: CausalLmConfig,
+    decoding: Decoding,
+}
+
+/// The model's config and tokenizer that generation decodes with, read once
+/// per task (evaluation generates at every rank; a Llama 3 tokenizer is ~9 MB).
+#[derive(Clone, Default)]
+struct Decoding(Arc<OnceLock<(LlamaConfig, SftTokenizer)>>);
+
+impl std::fmt::Debug for Decoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Decoding(read)"
+        } else {
+            "Decoding(not read yet)"
+        })
+    }
 }
 
 impl CausalLmTask {
     /// The task for `config`.
     pub fn new(config: CausalLmConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            decoding: Decoding::default(),
+        }
+    }
+
+    /// The config and tokenizer generation decodes with (read on first use).
+    fn decoding(&self) -> Result<&(LlamaConfig, SftTokenizer), RunError> {
+        if let Some(read) = self.decoding.0.get() {
+            return Ok(read);
+        }
+        let config = self.model_config()?;
+        let tokenizer = self.tokenizer(config.eos_ids()[0])?;
+        Ok(self.decoding.0.get_or_init(|| (config, tokenizer)))
     }
 
     /// Its settings.
@@ -312,8 +342,7 @@ impl Task for CausalLmTask {
         if self.config.max_new_tokens == 0 || examples.is_empty() {
             return Ok(Vec::new());
         }
-        let config = self.model_config()?;
-        let tokenizer = self.tokenizer(config.eos_ids()[0])?;
+        let (config, tokenizer) = self.decoding()?;
         let settings = Generation {
             max_new_tokens: self.config.max_new_tokens,
             eos_ids: config.eos_ids(),
