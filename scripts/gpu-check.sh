@@ -100,31 +100,29 @@ field() { # file, python expression over `r` (the JSON)
 
 echo
 echo "== correctness: tiny Llama (init std 0.5), 8 steps of batch 4 x 64, R = 8, lr 1e-2, matryoshka, per-rank loss"
-for b in "${BACKENDS[@]}"; do
-  if run "tiny-$b" bench llm "${TINY_ARGS[@]}" --backend "$b"; then
-    losses=$(field "$OUT_DIR/tiny-$b.json" "' '.join(f'{x:.6f}' for x in r['loss'])")
-    verdict=$(verdict_of "$OUT_DIR/tiny-$b.json")
-    echo "$b: loss per rank $losses ($verdict)"
-    row correctness "$b" "matryoshka" "$verdict"
-  else
-    why=$(tail -n 1 "$OUT_DIR/tiny-$b.err")
-    echo "$b: cannot run: $why"
-    row correctness "$b" "-" "cannot run: $why"
-  fi
-done
+cannot_run() { # check, backend, method, name: a row for a run that could not start
+  local why
+  why=$(tail -n 1 "$OUT_DIR/$4.err")
+  echo "$2 $3: cannot run: $why"
+  row "$1" "$2" "$3" "cannot run: $why"
+}
 
-check_tiny() { # name, label, args...: the tiny run with extra args, against the fixture
-  local name=$1 label=$2; shift 2
+check_tiny() { # check, name, backend, method, args...: the tiny run with args, against the fixture
+  local check=$1 name=$2 backend=$3 method=$4; shift 4
   if run "$name" bench llm "${TINY_ARGS[@]}" "$@"; then
+    local losses verdict
+    losses=$(field "$OUT_DIR/$name.json" "' '.join(f'{x:.6f}' for x in r['loss'])")
     verdict=$(verdict_of "$OUT_DIR/$name.json")
-    echo "$label: $verdict"
-    row parallel "${label%% *}" "${label#* }" "$verdict"
+    echo "$backend $method: loss per rank $losses ($verdict)"
+    row "$check" "$backend" "$method" "$verdict"
   else
-    why=$(tail -n 1 "$OUT_DIR/$name.err")
-    echo "$label: cannot run: $why"
-    row parallel "${label%% *}" "${label#* }" "cannot run: $why"
+    cannot_run "$check" "$backend" "$method" "$name"
   fi
 }
+
+for b in "${BACKENDS[@]}"; do
+  check_tiny correctness "tiny-$b" "$b" matryoshka --backend "$b"
+done
 
 GPUS=0
 if command -v nvidia-smi >/dev/null 2>&1; then
@@ -134,13 +132,13 @@ ALL_CUDA=$(seq -s, -f 'cuda:%g' 0 $(( GPUS > 0 ? GPUS - 1 : 0 )))
 
 echo
 echo "== data parallel: the tiny run on 2 workers and with 2 accumulated micro-batches (same losses)"
-check_tiny tiny-flex-2 "flex 2-workers" --devices flex,flex
-check_tiny tiny-flex-acc "flex accumulate-2" --backend flex --grad-accum 2
+check_tiny parallel tiny-flex-2 flex 2-workers --devices flex,flex
+check_tiny parallel tiny-flex-acc flex accumulate-2 --backend flex --grad-accum 2
 if [[ "$MODE" != "--cpu" ]]; then
-  check_tiny tiny-cuda-acc "cuda accumulate-2" --backend cuda --grad-accum 2
+  check_tiny parallel tiny-cuda-acc cuda accumulate-2 --backend cuda --grad-accum 2
   if (( GPUS >= 2 )); then
-    check_tiny tiny-cuda-multi "cuda multi-x$GPUS" --devices "$ALL_CUDA" --strategy multi
-    check_tiny tiny-cuda-ddp "cuda ddp-x$GPUS" --devices "$ALL_CUDA" --strategy ddp
+    check_tiny parallel tiny-cuda-multi cuda "multi-x$GPUS" --devices "$ALL_CUDA" --strategy multi
+    check_tiny parallel tiny-cuda-ddp cuda "ddp-x$GPUS" --devices "$ALL_CUDA" --strategy ddp
   else
     echo "cuda: $GPUS GPU(s) on this machine: the multi-GPU runs need two or more (single-device only)"
     row parallel cuda "x$GPUS" "$GPUS GPU(s): multi-GPU runs skipped (single-device only)"
@@ -161,9 +159,7 @@ if [[ "$MODE" != "--cpu" ]]; then
         echo "$b $m: $line"
         row speed "$b" "$m" "$line"
       else
-        why=$(tail -n 1 "$OUT_DIR/1b-$b-$m.err")
-        echo "$b $m: cannot run: $why"
-        row speed "$b" "$m" "cannot run: $why"
+        cannot_run speed "$b" "$m" "1b-$b-$m"
       fi
     done
     if [[ -f "$OUT_DIR/1b-$b-lora.json" && -f "$OUT_DIR/1b-$b-matryoshka.json" ]]; then
@@ -189,9 +185,7 @@ EOF
       echo "cuda $s: $line"
       row scale cuda "$s" "$line"
     else
-      why=$(tail -n 1 "$OUT_DIR/1b-cuda-x$GPUS-$s.err")
-      echo "cuda $s: cannot run: $why"
-      row scale cuda "$s" "cannot run: $why"
+      cannot_run scale cuda "$s" "1b-cuda-x$GPUS-$s"
     fi
   done
 fi

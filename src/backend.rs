@@ -228,23 +228,23 @@ impl DeviceSpec {
     }
 
     /// The (non-autodiff) device; errors when the build lacks the backend.
-    #[allow(unreachable_code, unused_variables)]
+    #[allow(unused_variables)]
     pub fn device(&self) -> Result<Device> {
-        let index = self.ordinal();
+        let Some(index) = self.index else {
+            return self.backend.device();
+        };
         match self.backend {
             BackendKind::Wgpu => {
                 #[cfg(feature = "wgpu")]
-                return Ok(match self.index {
-                    Some(i) => Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i)),
-                    None => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
-                });
+                return Ok(Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(index)));
             }
             BackendKind::Cuda => {
                 #[cfg(feature = "cuda")]
                 return Ok(Device::cuda(index));
             }
-            cpu => return cpu.device(),
+            _ => {}
         }
+        // a backend this build lacks (CPU backends take no index)
         self.backend.device()
     }
 
@@ -252,11 +252,12 @@ impl DeviceSpec {
     /// [`BackendKind::open`]): a GPU index the machine does not have is an
     /// error here, not a panic mid-run.
     pub fn open(&self) -> Result<Device> {
-        if self.index.is_none() || !self.backend.is_gpu() {
-            return self.backend.open();
-        }
         let device = self.device()?;
-        probe(self.backend, &self.to_string(), device)
+        if self.backend.is_gpu() {
+            probe(self.backend, &self.to_string(), device)
+        } else {
+            Ok(device)
+        }
     }
 }
 

@@ -198,7 +198,7 @@ pub fn fit<T: TaskModel>(
         options
             .parallel
             .as_ref()
-            .map_or(1, |p| p.devices.len().max(1) * p.grad_accum.max(1)),
+            .map_or(1, DataParallel::pieces_per_step),
     );
     let num_epochs = options
         .segments

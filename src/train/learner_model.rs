@@ -103,21 +103,8 @@ impl StepPlan {
     /// The plan as it stands after `steps` training steps: the step count set,
     /// DyLoRA's sampler advanced by as many draws (to resume a run).
     pub fn after_steps(self, steps: usize) -> Self {
-        if let Ok(mut sampler) = self.sampler.lock() {
-            for _ in 0..steps {
-                sampler.draw();
-            }
-        }
-        if let Some(Ok(mut subsets)) = self.subsets.as_ref().map(|s| s.lock()) {
-            for _ in 0..steps {
-                subsets.draw();
-            }
-        }
-        if let Ok(mut draws) = self.draws.lock() {
-            *draws = StepDraws {
-                next: steps,
-                recent: VecDeque::new(),
-            };
+        if let Some(last) = steps.checked_sub(1) {
+            self.draw(Some(last));
         }
         self.guard.steps.store(steps, Ordering::SeqCst);
         self
@@ -140,20 +127,15 @@ impl StepPlan {
         }
         let mut latest = Draw::default();
         while draws.next <= step {
+            // Each sampler draws only for its method (DyLoRA's has no
+            // choices otherwise; the subset sampler exists for
+            // matryoshka-sampled only).
             latest = Draw {
-                rank: match self.method {
-                    TrainMethod::Dylora | TrainMethod::DyloraOriginal => {
-                        self.sampler.lock().map(|mut s| s.draw()).unwrap_or(None)
-                    }
-                    _ => None,
-                },
-                subset: match self.method {
-                    TrainMethod::MatryoshkaSampled => self
-                        .subsets
-                        .as_ref()
-                        .and_then(|s| s.lock().ok().map(|mut s| s.draw())),
-                    _ => None,
-                },
+                rank: self.sampler.lock().map(|mut s| s.draw()).unwrap_or(None),
+                subset: self
+                    .subsets
+                    .as_ref()
+                    .and_then(|s| s.lock().ok().map(|mut s| s.draw())),
             };
             let next = draws.next;
             draws.recent.push_back((next, latest.clone()));

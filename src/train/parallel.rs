@@ -121,6 +121,11 @@ impl DataParallel {
     pub fn is_multi_device(&self) -> bool {
         self.devices.len() > 1
     }
+
+    /// Batches trained per optimiser step: devices x accumulated micro-batches.
+    pub fn pieces_per_step(&self) -> usize {
+        self.devices.len().max(1) * self.grad_accum.max(1)
+    }
 }
 
 /// Where a run trains besides its backend, as [`TrainConfig`] holds it: the

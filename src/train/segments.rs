@@ -225,29 +225,26 @@ where
     /// the fork every worker's share gets, so that they see one order: the
     /// order a single device's loader, forked by `to_device`, sees.
     fn derived(&self, worker: Option<usize>, device: &Device, shared: bool) -> Self {
-        let rng = self.rng.as_ref().map(|rng_arc| {
-            let mut rng = rng_arc.lock().unwrap_or_else(|p| p.into_inner());
-            let child = if !shared && !self.fork_on_move {
-                // a worker's share moving to its device: keep its generator
-                return rng_arc.clone();
-            } else if shared {
-                let mut seed = self.fork_seed.lock().unwrap_or_else(|p| p.into_inner());
-                // `fork` is `from_seed` of the parent's next 32 bytes.
-                StdRng::from_seed(*seed.get_or_insert_with(|| {
-                    let mut bytes = <StdRng as SeedableRng>::Seed::default();
-                    rng.fill_bytes(&mut bytes);
-                    bytes
-                }))
-            } else {
-                rng.fork()
-            };
-            Arc::new(Mutex::new(child))
-        });
-        let start = self
-            .cursor
-            .lock()
-            .map(|c| c.next)
-            .unwrap_or_else(|p| p.into_inner().next);
+        let rng = self
+            .rng
+            .as_ref()
+            .map(|parent| match (shared, self.fork_on_move) {
+                // a worker's share moving to its device: it holds its fork already
+                (false, false) => parent.clone(),
+                (false, true) => Arc::new(Mutex::new(locked(parent).fork())),
+                // every share gets the fork `to_device` would make, drawn once
+                // (`fork` is `from_seed` of the parent's next 32 bytes)
+                (true, _) => {
+                    let mut seed = locked(&self.fork_seed);
+                    let seed = *seed.get_or_insert_with(|| {
+                        let mut bytes = <StdRng as SeedableRng>::Seed::default();
+                        locked(parent).fill_bytes(&mut bytes);
+                        bytes
+                    });
+                    Arc::new(Mutex::new(StdRng::from_seed(seed)))
+                }
+            });
+        let start = locked(&self.cursor).next;
         Self {
             dataset: self.dataset.clone(),
             batcher: self.batcher.clone(),
@@ -278,20 +275,28 @@ where
             .collect()
     }
 
+    /// The pieces `worker` trains on in segment `i`, in order.
+    fn pieces(&self, i: usize, worker: Option<usize>) -> Vec<Piece> {
+        let mine = self.split.pieces_of(worker);
+        let last = mine.end - 1;
+        let mut pieces = Vec::new();
+        for (step, lo, hi) in self.steps(i) {
+            for c in mine.clone() {
+                let (a, b) = self.split.piece(c, hi - lo);
+                pieces.push(Piece {
+                    step,
+                    step_rows: (lo, hi),
+                    rows: (lo + a, lo + b),
+                    ends_step: c == last,
+                });
+            }
+        }
+        pieces
+    }
+
     /// The items `worker` is given in segment `i` (an empty piece counts one).
     fn items_of(&self, i: usize, worker: Option<usize>) -> usize {
-        self.steps(i)
-            .iter()
-            .map(|&(_, lo, hi)| {
-                self.split
-                    .pieces_of(worker)
-                    .map(|c| {
-                        let (a, b) = self.split.piece(c, hi - lo);
-                        (b - a).max(1)
-                    })
-                    .sum::<usize>()
-            })
-            .sum()
+        self.pieces(i, worker).iter().map(Piece::items).sum()
     }
 }
 
@@ -301,7 +306,7 @@ where
     O: Send + 'static,
 {
     fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<TrainShard<O>> + 'a> {
-        let mut cursor = self.cursor.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cursor = locked(&self.cursor);
         let i = cursor.next;
         cursor.next += 1;
         let (epoch, _, _) = self.segments.segment(i);
@@ -309,7 +314,7 @@ where
         while cursor.drawn <= epoch || cursor.current.is_none() {
             let order: Arc<dyn Dataset<I>> = match &self.rng {
                 Some(rng) => {
-                    let mut rng = rng.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut rng = locked(rng);
                     Arc::new(ShuffledDataset::new(self.dataset.clone(), &mut *rng))
                 }
                 None => self.dataset.clone(),
@@ -321,28 +326,16 @@ where
             .current
             .clone()
             .unwrap_or_else(|| self.dataset.clone());
-        let mut pieces = Vec::new();
-        for (step, lo, hi) in self.steps(i) {
-            let mine = self.split.pieces_of(self.worker);
-            let last = mine.end - 1;
-            for c in mine {
-                let (a, b) = self.split.piece(c, hi - lo);
-                pieces.push(Piece {
-                    step,
-                    step_rows: (lo, hi),
-                    rows: (lo + a, lo + b),
-                    ends_step: c == last,
-                });
-            }
-        }
+        let pieces = self.pieces(i, self.worker);
         Box::new(SegmentIter {
             dataset,
             batcher: self.batcher.clone(),
             device: self.device.clone(),
             split: self.split,
             terms: self.terms.clone(),
-            total: self.items_of(i, self.worker),
+            total: pieces.iter().map(Piece::items).sum(),
             processed: 0,
+            step_terms: None,
             pieces: pieces.into_iter(),
         })
     }
@@ -378,12 +371,24 @@ where
     }
 }
 
+/// The value behind `mutex`, also from a poisoned lock.
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// One piece of a step, as rows of the epoch's order.
 struct Piece {
     step: usize,
     step_rows: (usize, usize),
     rows: (usize, usize),
     ends_step: bool,
+}
+
+impl Piece {
+    /// The items it counts for in progress (a piece without rows: one).
+    fn items(&self) -> usize {
+        (self.rows.1 - self.rows.0).max(1)
+    }
 }
 
 /// The pieces of one segment a worker trains on.
@@ -395,6 +400,8 @@ struct SegmentIter<I, O> {
     terms: LossTerms<I>,
     total: usize,
     processed: usize,
+    /// The loss terms of the current step's whole batch: `(step, terms)`.
+    step_terms: Option<(usize, usize)>,
     pieces: std::vec::IntoIter<Piece>,
 }
 
@@ -409,36 +416,52 @@ impl<I: Clone, O> Iterator for SegmentIter<I, O> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let piece = self.pieces.next()?;
-        let (lo, hi) = piece.rows;
-        self.processed += (hi - lo).max(1);
-        let shard = if self.split.pieces() == 1 {
-            self.get(piece.rows)
-                .map(|items| TrainShard::whole(self.batcher.batch(items, &self.device), piece.step))
-        } else {
-            self.get(piece.step_rows).map(|step_items| {
-                let of = |items: &[I]| items.iter().map(|x| (self.terms)(x)).sum::<usize>();
-                let (a, b) = (lo - piece.step_rows.0, hi - piece.step_rows.0);
-                let all = of(&step_items);
-                let (items, weight) = if b > a {
-                    let items = step_items[a..b].to_vec();
-                    let weight = if all == 0 {
-                        0.0
-                    } else {
-                        of(&items) as f64 / all as f64
-                    };
-                    (items, weight)
-                } else {
-                    (step_items[..1].to_vec(), 0.0)
-                };
-                TrainShard {
-                    batch: self.batcher.batch(items, &self.device),
-                    weight,
-                    step: piece.step,
-                    ends_step: piece.ends_step,
-                }
-            })
+        self.processed += piece.items();
+        if self.split.pieces() == 1 {
+            return Some(self.get(piece.rows).map(|items| {
+                TrainShard::whole(self.batcher.batch(items, &self.device), piece.step)
+            }));
+        }
+        Some(self.shard(&piece))
+    }
+}
+
+impl<I: Clone, O> SegmentIter<I, O> {
+    /// A piece of a split step, weighted by its share of the step's loss
+    /// terms (read once per step).
+    fn shard(&mut self, piece: &Piece) -> Result<TrainShard<O>, DatasetError> {
+        let all = match self.step_terms {
+            Some((step, terms)) if step == piece.step => terms,
+            _ => {
+                let terms = self
+                    .get(piece.step_rows)?
+                    .iter()
+                    .map(|x| (self.terms)(x))
+                    .sum();
+                self.step_terms = Some((piece.step, terms));
+                terms
+            }
         };
-        Some(shard)
+        let (items, weight) = if piece.rows.1 > piece.rows.0 {
+            let items = self.get(piece.rows)?;
+            let terms = items.iter().map(|x| (self.terms)(x)).sum::<usize>();
+            let weight = if all == 0 {
+                0.0
+            } else {
+                terms as f64 / all as f64
+            };
+            (items, weight)
+        } else {
+            // no rows of this step: a copy of its first, weighing nothing
+            let first = piece.step_rows.0;
+            (self.get((first, first + 1))?, 0.0)
+        };
+        Ok(TrainShard {
+            batch: self.batcher.batch(items, &self.device),
+            weight,
+            step: piece.step,
+            ends_step: piece.ends_step,
+        })
     }
 }
 
@@ -469,14 +492,14 @@ impl<O: Send + 'static> EpochEndLoader<O> {
     }
 
     fn with_inner(&self, inner: Arc<dyn DataLoader<O>>) -> Self {
-        let start = *self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let start = *locked(&self.next);
         Self::new(inner, self.segments, start)
     }
 }
 
 impl<O: Send + 'static> DataLoader<O> for EpochEndLoader<O> {
     fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<O> + 'a> {
-        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = locked(&self.next);
         let i = *next;
         *next += 1;
         if self.segments.ends_epoch(i) {
@@ -487,7 +510,7 @@ impl<O: Send + 'static> DataLoader<O> for EpochEndLoader<O> {
     }
 
     fn num_items(&self) -> usize {
-        let next = *self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let next = *locked(&self.next);
         if self.segments.ends_epoch(next) {
             self.inner.num_items()
         } else {

@@ -8,18 +8,21 @@ use super::args::{
 use super::failure::{Failure, bad, stopped};
 use super::output::{DataSummary, print_comparison, print_data};
 use burn::train::Interrupter;
-use matryoshka_lora::BackendKind;
 use matryoshka_lora::io::{
     ADAPTER_FILE, LEGACY_ADAPTER_FILE, MergeError, PeftError, REPORT_FILE, ensure_writable_dir,
     export_peft, merge_adapter, read_meta, read_peft,
 };
+use matryoshka_lora::models::BaseDtype;
 use matryoshka_lora::models::llama::{LlamaConfig, PRESETS};
 use matryoshka_lora::report::{Report, RunConfig};
-use matryoshka_lora::tasks::causal_lm::{CausalLmConfig, CausalLmTask, LlmBench, MemoryPlan};
+use matryoshka_lora::tasks::causal_lm::{
+    CausalLmConfig, CausalLmTask, DeviceMemory, LlmBench, MemoryPlan,
+};
 use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask, RtBench};
 use matryoshka_lora::train::{
     ComparePlan, Execution, Runner, Task, TaskData, TrainConfig, TrainMethod, TrainingState,
 };
+use matryoshka_lora::{BackendKind, DeviceSpec};
 use matryoshka_lora::{RankSet, Scaling};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -598,7 +601,6 @@ pub fn memory_cmd(args: MemoryArgs) -> Result<(), Failure> {
             format!("at most --seq ({}), got {scored}", args.seq),
         ));
     }
-    let gib = |b: f64| b / f64::from(1u32 << 30);
     let mut rows = Vec::new();
     for &rank in &args.rank {
         if rank == 0 {
@@ -617,19 +619,14 @@ pub fn memory_cmd(args: MemoryArgs) -> Result<(), Failure> {
                 strategy: args.strategy,
             };
             let (first, other) = plan.per_device();
-            rows.push(serde_json::json!({
-                "rank": rank,
-                "base_dtype": base_dtype.to_string(),
-                "adapter_params": plan.adapter_params(),
-                "rows_per_device": plan.rows,
-                "first_device_gib": {
-                    "base": gib(first.base), "adapters": gib(first.adapters),
-                    "activations": gib(first.activations), "logits": gib(first.logits),
-                    "workspace": gib(first.workspace),
-                    "total": gib(first.total()),
-                },
-                "other_device_total_gib": (devices > 1).then(|| gib(other.total())),
-            }));
+            rows.push(MemoryRow {
+                rank,
+                base_dtype,
+                adapter_params: plan.adapter_params(),
+                rows_per_device: plan.rows,
+                first_device_gib: Gib::of(first),
+                other_device_total_gib: (devices > 1).then(|| Gib::of(other).total),
+            });
         }
     }
     args.print.emit(&rows, || {
@@ -646,19 +643,19 @@ pub fn memory_cmd(args: MemoryArgs) -> Result<(), Failure> {
         );
         text.push_str("   R | base |  adapter params |  base GiB | adapters GiB | activations GiB | logits GiB | attention GiB | first device GiB | other devices GiB\n");
         for r in &rows {
-            let f = &r["first_device_gib"];
+            let f = &r.first_device_gib;
             text.push_str(&format!(
                 "{:>4} | {:>4} | {:>15} | {:>9.2} | {:>12.2} | {:>15.2} | {:>10.2} | {:>13.2} | {:>16.2} | {:>17}\n",
-                r["rank"].as_u64().unwrap_or_default(),
-                r["base_dtype"].as_str().unwrap_or_default(),
-                r["adapter_params"].as_u64().unwrap_or_default(),
-                f["base"].as_f64().unwrap_or_default(),
-                f["adapters"].as_f64().unwrap_or_default(),
-                f["activations"].as_f64().unwrap_or_default(),
-                f["logits"].as_f64().unwrap_or_default(),
-                f["workspace"].as_f64().unwrap_or_default(),
-                f["total"].as_f64().unwrap_or_default(),
-                r["other_device_total_gib"].as_f64().map_or("-".to_string(), |g| format!("{g:.2}")),
+                r.rank,
+                r.base_dtype.to_string(),
+                r.adapter_params,
+                f.parts.base,
+                f.parts.adapters,
+                f.parts.activations,
+                f.parts.logits,
+                f.parts.workspace,
+                f.total,
+                r.other_device_total_gib.map_or("-".to_string(), |g| format!("{g:.2}")),
             ));
         }
         text.trim_end().to_string()
@@ -666,12 +663,51 @@ pub fn memory_cmd(args: MemoryArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// One line of `mlora memory`: a rank and base dtype.
+#[derive(serde::Serialize)]
+struct MemoryRow {
+    rank: usize,
+    base_dtype: BaseDtype,
+    adapter_params: usize,
+    rows_per_device: usize,
+    first_device_gib: Gib,
+    other_device_total_gib: Option<f64>,
+}
+
+/// A device's memory in GiB, by part and in all.
+#[derive(serde::Serialize)]
+struct Gib {
+    #[serde(flatten)]
+    parts: DeviceMemory,
+    total: f64,
+}
+
+impl Gib {
+    fn of(bytes: DeviceMemory) -> Self {
+        let gib = |b: f64| b / f64::from(1u32 << 30);
+        Self {
+            parts: DeviceMemory {
+                base: gib(bytes.base),
+                adapters: gib(bytes.adapters),
+                activations: gib(bytes.activations),
+                logits: gib(bytes.logits),
+                workspace: gib(bytes.workspace),
+            },
+            total: gib(bytes.total()),
+        }
+    }
+}
+
 /// Where a bench ran: `flex`, `cuda:0,cuda:1`, with `(accumulating N)`.
-fn placement(backend: &BackendKind, devices: &[String], grad_accum: usize) -> String {
+fn placement(backend: &BackendKind, devices: &[DeviceSpec], grad_accum: usize) -> String {
     let on = if devices.is_empty() {
         backend.to_string()
     } else {
-        devices.join(",")
+        devices
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     };
     if grad_accum > 1 {
         format!("{on} (accumulating {grad_accum})")

@@ -4,7 +4,7 @@
 
 use super::memory::MemoryPlan;
 use crate::adapter::Injection;
-use crate::backend::BackendKind;
+use crate::backend::{BackendKind, DeviceSpec};
 use crate::data::{SftBatcher, SftExample};
 use crate::models::TensorSource;
 use crate::models::llama::{DEFAULT_TARGETS, LlamaConfig, LlamaForCausalLm, PRESETS};
@@ -337,7 +337,7 @@ pub struct LlmBenchResult {
     pub backend: BackendKind,
     /// Data-parallel devices (empty: one).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub devices: Vec<String>,
+    pub devices: Vec<DeviceSpec>,
     /// Micro-batches accumulated per device per step.
     pub grad_accum: usize,
     /// The dtype of the frozen base's matrices.
@@ -485,12 +485,7 @@ impl LlmBench {
             layers,
             method: self.method,
             backend: runner.config().backend,
-            devices: runner
-                .config()
-                .devices
-                .iter()
-                .map(|d| d.to_string())
-                .collect(),
+            devices: runner.config().devices.clone(),
             grad_accum: runner.config().grad_accum,
             base_dtype: self.base_dtype,
             batch: self.batch,

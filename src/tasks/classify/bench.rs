@@ -3,7 +3,7 @@
 
 use super::config::ClassifyConfig;
 use super::task::ClassifyTask;
-use crate::backend::BackendKind;
+use crate::backend::{BackendKind, DeviceSpec};
 use crate::train::{Execution, RunError, Runner, TrainConfig, TrainMethod};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -47,7 +47,7 @@ pub struct RtBenchResult {
     pub backend: BackendKind,
     /// Data-parallel devices (empty: one).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub devices: Vec<String>,
+    pub devices: Vec<DeviceSpec>,
     /// Micro-batches accumulated per device per step.
     pub grad_accum: usize,
     /// `matryoshka-sampled`: ranks drawn per step.
@@ -108,12 +108,7 @@ impl RtBench {
             bench: "rt",
             method: outcome.report.method,
             backend: runner.config().backend,
-            devices: runner
-                .config()
-                .devices
-                .iter()
-                .map(|d| d.to_string())
-                .collect(),
+            devices: runner.config().devices.clone(),
             grad_accum: runner.config().grad_accum,
             rank_samples: runner.config().rank_samples,
             sample_max: runner.config().sample_max,
