@@ -186,8 +186,13 @@ pub struct SftTokenizer {
 impl SftTokenizer {
     /// Loads `tokenizer.json` (its own truncation and padding are turned off).
     pub fn from_file(path: &Path, eos: u32, max_len: usize) -> Result<Self, InstructError> {
-        let mut tokenizer =
+        let tokenizer =
             Tokenizer::from_file(path).map_err(|e| InstructError::Tokenizer(e.to_string()))?;
+        Self::new(tokenizer, eos, max_len)
+    }
+
+    /// Wraps `tokenizer` (its own truncation and padding are turned off).
+    pub fn new(mut tokenizer: Tokenizer, eos: u32, max_len: usize) -> Result<Self, InstructError> {
         tokenizer
             .with_truncation(None)
             .map_err(|e| InstructError::Tokenizer(e.to_string()))?;

@@ -190,6 +190,69 @@ fn le_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
+/// One adapted module's rank-`k` factors in PEFT's (and llama.cpp's) layout.
+pub(crate) struct RankFactors {
+    /// The module's name in the base model (its Hugging Face path).
+    pub module: String,
+    /// `lora_A = A[:, :k]^T`: `[k, d_in]`, row-major.
+    pub lora_a: Vec<f32>,
+    /// `lora_B = B[:k]^T`: `[d_out, k]`, row-major.
+    pub lora_b: Vec<f32>,
+    /// `d_in`.
+    pub d_in: usize,
+    /// `d_out`.
+    pub d_out: usize,
+}
+
+fn read_tensor(
+    adapter: &Path,
+    weights: &WeightFiles,
+    name: &str,
+) -> Result<(Vec<f32>, Vec<usize>), PeftError> {
+    let shape = weights.shape(name).ok_or_else(|| PeftError::Invalid {
+        path: adapter.to_path_buf(),
+        reason: format!("tensor `{name}` is missing"),
+    })?;
+    let values = weights
+        .read_f32(name, &shape)
+        .map_err(|e| io(adapter)(&e))?;
+    Ok((values, shape))
+}
+
+/// The rank-`k` factors of every adapted module of the checkpoint `adapter`
+/// (`meta` its metadata, `weights` its tensors), checking `k` against `R`.
+pub(crate) fn rank_factors(
+    adapter: &Path,
+    meta: &AdapterMeta,
+    weights: &WeightFiles,
+    rank: usize,
+) -> Result<Vec<RankFactors>, PeftError> {
+    if rank == 0 || rank > meta.max_rank {
+        return Err(PeftError::Rank {
+            rank,
+            max_rank: meta.max_rank,
+        });
+    }
+    meta.modules
+        .iter()
+        .map(|(path, module)| {
+            let (a, a_shape) = read_tensor(adapter, weights, &format!("{path}.lora_a"))?;
+            let (b, b_shape) = read_tensor(adapter, weights, &format!("{path}.lora_b"))?;
+            let (d_in, r, d_out) = (a_shape[0], a_shape[1], b_shape[1]);
+            // A[:, :k] is [d_in, k]: lora_A is its transpose [k, d_in].
+            let a_k = first_columns(&a, d_in, r, rank);
+            Ok(RankFactors {
+                module: module.clone(),
+                lora_a: transpose(&a_k, d_in, rank),
+                // B[:k] is [k, d_out]: lora_B is its transpose [d_out, k].
+                lora_b: transpose(&b[..rank * d_out], rank, d_out),
+                d_in,
+                d_out,
+            })
+        })
+        .collect()
+}
+
 /// Writes the rank-`k` adapter of the crate's checkpoint `adapter` as a PEFT
 /// LoRA adapter in `out` (`adapter_config.json`, `adapter_model.safetensors`):
 /// `lora_A = A[:, :k]^T`, `lora_B = B[:k]^T`, `r = k`, the scale `s(k)`
@@ -203,37 +266,14 @@ pub fn export_peft(
     base_model: Option<&str>,
 ) -> Result<PeftExport, PeftError> {
     let meta = read_meta(adapter)?;
-    if rank == 0 || rank > meta.max_rank {
-        return Err(PeftError::Rank {
-            rank,
-            max_rank: meta.max_rank,
-        });
-    }
     let weights = WeightFiles::open(adapter).map_err(|e| io(adapter)(&e))?;
-    let read = |name: &str| -> Result<(Vec<f32>, Vec<usize>), PeftError> {
-        let shape = weights.shape(name).ok_or_else(|| PeftError::Invalid {
-            path: adapter.to_path_buf(),
-            reason: format!("tensor `{name}` is missing"),
-        })?;
-        let values = weights
-            .read_f32(name, &shape)
-            .map_err(|e| io(adapter)(&e))?;
-        Ok((values, shape))
-    };
     let mut tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
-    for (path, module) in &meta.modules {
-        let (a, a_shape) = read(&format!("{path}.lora_a"))?;
-        let (b, b_shape) = read(&format!("{path}.lora_b"))?;
-        let (d_in, r, d_out) = (a_shape[0], a_shape[1], b_shape[1]);
-        // A[:, :k] is [d_in, k]: PEFT's lora_A is its transpose [k, d_in].
-        let a_k = first_columns(&a, d_in, r, rank);
-        let lora_a = transpose(&a_k, d_in, rank);
-        // B[:k] is [k, d_out]: PEFT's lora_B is its transpose [d_out, k].
-        let lora_b = transpose(&b[..rank * d_out], rank, d_out);
-        let key = |w: &str| format!("{PEFT_PREFIX}{module}.{w}.weight");
-        tensors.insert(key("lora_A"), (vec![rank, d_in], le_bytes(&lora_a)));
-        tensors.insert(key("lora_B"), (vec![d_out, rank], le_bytes(&lora_b)));
+    for f in rank_factors(adapter, &meta, &weights, rank)? {
+        let key = |w: &str| format!("{PEFT_PREFIX}{}.{w}.weight", f.module);
+        tensors.insert(key("lora_A"), (vec![rank, f.d_in], le_bytes(&f.lora_a)));
+        tensors.insert(key("lora_B"), (vec![f.d_out, rank], le_bytes(&f.lora_b)));
     }
+    let read = |name: &str| read_tensor(adapter, &weights, name);
     let prefixes: Vec<String> = meta
         .trainable_modules
         .iter()

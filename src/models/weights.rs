@@ -77,6 +77,40 @@ pub enum LoadError {
         /// Its dtype.
         dtype: String,
     },
+    /// A GGUF file is not GGUF v2/v3, is truncated or corrupt, or lacks
+    /// what the model needs.
+    #[error("{path} is not a usable GGUF model: {reason}")]
+    NotGguf {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A GGUF tensor type the crate cannot dequantize.
+    #[error(
+        "{path}: tensor `{name}` has type {dtype}, which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K): use a file quantized to one of these"
+    )]
+    UnsupportedGgufType {
+        /// The file.
+        path: PathBuf,
+        /// The GGUF tensor name.
+        name: String,
+        /// Its type.
+        dtype: String,
+    },
+    /// A GGUF model of an architecture the crate cannot load.
+    #[error(
+        "{path}: general.architecture `{arch}` is not supported (only `llama`: Llama 2/3, SmolLM2, TinyLlama, ...)"
+    )]
+    UnsupportedArchitecture {
+        /// The file.
+        path: PathBuf,
+        /// `general.architecture`.
+        arch: String,
+    },
+    /// A path is neither a model directory nor a GGUF file.
+    #[error("{0} is neither a model directory (config.json, model.safetensors) nor a GGUF file")]
+    NotAModel(PathBuf),
     /// More layers were asked for than the model has.
     #[error("{asked} layers were asked for, but the model has {available}")]
     TooManyLayers {
@@ -115,6 +149,15 @@ pub trait TensorSource: Sync {
     fn contains(&self, name: &str) -> bool;
     /// The tensor `name` as f32 values (row-major), checked against `expected` shape.
     fn read_f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, LoadError>;
+}
+
+impl<T: TensorSource + ?Sized> TensorSource for &T {
+    fn contains(&self, name: &str) -> bool {
+        (**self).contains(name)
+    }
+    fn read_f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, LoadError> {
+        (**self).read_f32(name, expected)
+    }
 }
 
 impl TensorSource for WeightFiles {

@@ -117,7 +117,10 @@ pub enum Command {
         print: PrintArgs,
     },
     /// Export a saved adapter at rank k as a Hugging Face PEFT LoRA adapter
-    /// (adapter_config.json + adapter_model.safetensors).
+    /// (adapter_config.json + adapter_model.safetensors, `--peft DIR`) or as a
+    /// llama.cpp LoRA adapter (`--gguf FILE`, causal-LM runs on Llama-family
+    /// models: `llama-cli -m base.gguf --lora FILE`).
+    #[command(group(clap::ArgGroup::new("format").required(true).args(["peft", "gguf"])))]
     Export {
         /// Directory written by `mlora train --out`.
         #[arg(long)]
@@ -127,10 +130,17 @@ pub enum Command {
         rank: usize,
         /// The PEFT adapter's directory.
         #[arg(long)]
-        peft: PathBuf,
+        peft: Option<PathBuf>,
+        /// The llama.cpp adapter file (GGUF) to write.
+        #[arg(long)]
+        gguf: Option<PathBuf>,
         /// `base_model_name_or_path` to record [default: the model the adapter was trained on].
         #[arg(long)]
         base_model: Option<String>,
+        /// With --gguf: the base model (directory or GGUF file) whose head
+        /// counts order llama.cpp's rows [default: the one the adapter was trained on].
+        #[arg(long)]
+        model: Option<PathBuf>,
         #[command(flatten)]
         print: PrintArgs,
     },
@@ -185,7 +195,7 @@ pub struct MemoryArgs {
     /// Model shape: llama-3.2-1b, llama-3.1-8b, tinyllama-1.1b, smollm2-135m or tiny.
     #[arg(long, default_value = "llama-3.2-1b")]
     pub config: String,
-    /// A Llama-family model directory (its config.json) instead.
+    /// A Llama-family model (a directory with config.json, or a GGUF file) instead.
     #[arg(long, conflicts_with = "config")]
     pub model: Option<PathBuf>,
     /// Adapter ranks R, comma-separated.
@@ -233,7 +243,7 @@ pub struct BenchLlmArgs {
     /// Model shape: llama-3.2-1b, llama-3.1-8b, tinyllama-1.1b, smollm2-135m or tiny.
     #[arg(long, default_value = "tiny")]
     pub config: String,
-    /// A Llama-family model directory to load instead (its shape and weights).
+    /// A Llama-family model to load instead (a directory or a GGUF file: its shape and weights).
     #[arg(long, conflicts_with = "config")]
     pub model: Option<PathBuf>,
     /// Random weights (the only source: accepted for clarity).
@@ -373,7 +383,8 @@ pub struct BenchRtArgs {
 /// The data flags of `train` and `compare`.
 #[derive(Args, Clone)]
 pub struct DataArgs {
-    /// Model directory: config.json, model.safetensors (or shards), tokenizer.json.
+    /// Model directory: config.json, model.safetensors (or shards), tokenizer.json;
+    /// for --task causal-lm also a GGUF file (llama.cpp's format, quantized or not).
     /// [default: assets, the fetched MiniLM (classify); causal-lm needs one]
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -389,7 +400,7 @@ pub struct DataArgs {
 /// The data flags of `eval`: each overrides the saved setting when given.
 #[derive(Args, Clone)]
 pub struct EvalDataArgs {
-    /// Model directory [default: the one the adapter was trained on].
+    /// Model directory or GGUF file [default: the one the adapter was trained on].
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Data file [default: the one the adapter was trained on].
@@ -798,7 +809,7 @@ impl RunArgs {
     pub fn causal_lm_settings(&self) -> Result<CausalLmConfig, Failure> {
         self.data.rest.check_task(TaskKind::CausalLm)?;
         let model = self.data.model.clone().ok_or_else(|| {
-            bad("--model", "--task causal-lm needs a Llama-family model directory (config.json, tokenizer.json, model.safetensors)")
+            bad("--model", "--task causal-lm needs a Llama-family model: a directory (config.json, tokenizer.json, model.safetensors) or a GGUF file")
         })?;
         let data = self.data.data.clone().ok_or_else(|| {
             bad(

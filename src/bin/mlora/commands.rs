@@ -10,10 +10,10 @@ use super::output::{DataSummary, print_comparison, print_data};
 use burn::train::Interrupter;
 use matryoshka_lora::io::{
     ADAPTER_FILE, LEGACY_ADAPTER_FILE, MergeError, PeftError, REPORT_FILE, ensure_writable_dir,
-    export_peft, merge_adapter, read_meta, read_peft,
+    export_gguf_adapter, export_peft, merge_adapter, read_meta, read_peft,
 };
 use matryoshka_lora::models::BaseDtype;
-use matryoshka_lora::models::llama::{LlamaConfig, PRESETS};
+use matryoshka_lora::models::llama::{LlamaCheckpoint, LlamaConfig, PRESETS};
 use matryoshka_lora::report::{Report, RunConfig};
 use matryoshka_lora::tasks::causal_lm::{
     CausalLmConfig, CausalLmTask, DeviceMemory, LlmBench, MemoryPlan,
@@ -469,7 +469,7 @@ fn eval_base_cmd(args: EvalArgs) -> Result<(), Failure> {
     let model = args.data.model.clone().ok_or_else(|| {
         bad(
             "--model",
-            "the base model's directory is needed without --adapter",
+            "the base model (directory or GGUF file) is needed without --adapter",
         )
     })?;
     let data = args.data.data.clone().ok_or_else(|| {
@@ -566,9 +566,9 @@ pub fn bench_llm_cmd(args: BenchLlmArgs) -> Result<(), Failure> {
 /// `mlora memory`: the formula's bytes per device for each rank and dtype.
 pub fn memory_cmd(args: MemoryArgs) -> Result<(), Failure> {
     let model = match &args.model {
-        Some(dir) => {
-            LlamaConfig::from_file(&dir.join("config.json")).map_err(|e| bad("--model", e))?
-        }
+        Some(dir) => LlamaCheckpoint::open(dir)
+            .and_then(|c| c.config())
+            .map_err(|e| bad("--model", e))?,
         None => LlamaConfig::preset(&args.config).ok_or_else(|| {
             bad(
                 "--config",
@@ -839,6 +839,51 @@ pub fn export_cmd(
                 .map(|t| t.len())
                 .unwrap_or_default(),
             peft.display()
+        )
+    });
+    Ok(())
+}
+
+/// `mlora export --gguf`: the rank-k adapter as llama.cpp's LoRA adapter.
+pub fn export_gguf_cmd(
+    adapter: PathBuf,
+    rank: usize,
+    gguf: PathBuf,
+    model: Option<PathBuf>,
+    print: PrintArgs,
+) -> Result<(), Failure> {
+    let file = named_adapter(&adapter)?;
+    let base = base_model(&file, model)?;
+    let config = LlamaCheckpoint::open(&base)
+        .and_then(|c| c.config())
+        .map_err(|e| bad("--model", e))?;
+    let export = export_gguf_adapter(&file, rank, &config, &gguf).map_err(|e| match e {
+        PeftError::Rank { .. } => bad("--rank", e),
+        PeftError::Adapter(_) | PeftError::Invalid { .. } | PeftError::Unsupported { .. } => {
+            bad("--adapter", e)
+        }
+        other => Failure {
+            code: 1,
+            message: other.to_string(),
+        },
+    })?;
+    let json = serde_json::json!({
+        "gguf": export.path,
+        "rank": export.rank,
+        "alpha": export.alpha,
+        "scale": export.scale,
+        "tensors": export.tensors,
+    });
+    print.emit(json, || {
+        format!(
+            "exported rank {} (scale {:.4}, adapter.lora.alpha {:.4}) of {} adapted modules to {} (llama-cli -m {} --lora {})",
+            export.rank,
+            export.scale,
+            export.alpha,
+            export.tensors.len() / 2,
+            gguf.display(),
+            base.display(),
+            gguf.display()
         )
     });
     Ok(())

@@ -1,5 +1,6 @@
 //! `mlora`: train (and resume), evaluate and compare MatryoshkaLoRA / LoRA /
-//! DyLoRA on text classification and causal-LM instruction tuning; merge, export to and import from PEFT;
+//! DyLoRA on text classification and causal-LM instruction tuning (Hugging
+//! Face directories or GGUF files); merge, export to PEFT and llama.cpp, import from PEFT;
 //! plot rank-accuracy curves.
 //!
 //! A thin layer over the library: clap definitions and the flag-to-settings
@@ -95,9 +96,15 @@ fn main() -> ExitCode {
             adapter,
             rank,
             peft,
+            gguf,
             base_model,
+            model,
             print,
-        } => export_cmd(adapter, rank, peft, base_model, print),
+        } => match (peft, gguf) {
+            (Some(peft), _) => export_cmd(adapter, rank, peft, base_model, print),
+            (None, Some(gguf)) => export_gguf_cmd(adapter, rank, gguf, model, print),
+            (None, None) => Err(failure::bad("--peft", "give --peft DIR or --gguf FILE")),
+        },
         Command::Import {
             peft,
             out,

@@ -1,10 +1,12 @@
 //! Llama-family causal decoders (Llama 2 / 3.x, TinyLlama, SmolLM2, ...):
 //! RMSNorm, rotary embeddings (with `llama3` frequency scaling),
 //! grouped-query attention with a causal mask and a KV cache, SwiGLU MLP,
-//! tied or untied output embeddings; one concept per file, weights loaded by
+//! tied or untied output embeddings, loaded from a Hugging Face directory or
+//! a GGUF file ([`LlamaCheckpoint`]); one concept per file, weights loaded by
 //! composing Hugging Face paths module by module.
 
 mod attention;
+mod checkpoint;
 mod config;
 mod generate;
 mod layer;
@@ -13,6 +15,7 @@ mod model;
 mod rotary;
 
 pub use attention::{LayerCache, LlamaAttention};
+pub use checkpoint::LlamaCheckpoint;
 pub use config::{LlamaConfig, PRESETS, RopeScaling, TokenIds};
 pub use generate::Generation;
 pub use layer::LlamaDecoderLayer;

@@ -7,7 +7,7 @@ use super::config::LlamaConfig;
 use super::layer::LlamaDecoderLayer;
 use super::rotary::RotaryEmbedding;
 use crate::adapter::{Injection, frozen_forward};
-use crate::models::{BaseDtype, LoadError, ModuleLoader, TensorSource, WeightFiles};
+use crate::models::{BaseDtype, LoadError, ModuleLoader, TensorSource};
 use burn::module::Module;
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::prelude::*;
@@ -51,27 +51,23 @@ pub struct LlamaForCausalLm {
 }
 
 impl LlamaForCausalLm {
-    /// Loads `config.json` and the checkpoint (`model.safetensors` or
-    /// shards; f32, f16 or bf16) from `dir`, keeping the first `n_layers`
-    /// layers when given, with adapters where `injection` selects (Hugging
-    /// Face paths such as `model.layers.0.self_attn.q_proj`; its outcome is
-    /// checked), holding the linear and embedding weights in `dtype`. A
-    /// missing or mis-shaped tensor is an error naming it; a config of
-    /// another architecture is an error naming `model_type`.
+    /// Loads the model at `path`: a Hugging Face directory (`config.json` and
+    /// `model.safetensors` or shards; f32, f16 or bf16) or a GGUF file
+    /// (dequantized; see [`LlamaCheckpoint`](super::LlamaCheckpoint)),
+    /// keeping the first `n_layers` layers when given, with adapters where
+    /// `injection` selects (Hugging Face paths such as
+    /// `model.layers.0.self_attn.q_proj`; its outcome is checked), holding
+    /// the linear and embedding weights in `dtype`. A missing or mis-shaped
+    /// tensor is an error naming it; a model of another architecture is an
+    /// error naming it.
     pub fn from_pretrained(
-        dir: &Path,
+        path: &Path,
         n_layers: Option<usize>,
         injection: Option<&Injection>,
         dtype: BaseDtype,
         device: &Device,
     ) -> Result<(Self, LlamaConfig), LoadError> {
-        if !dir.is_dir() {
-            return Err(LoadError::MissingDir(dir.to_path_buf()));
-        }
-        let config = LlamaConfig::from_file(&dir.join("config.json"))?;
-        let weights = WeightFiles::open_dir(dir)?;
-        let model = Self::from_source(&weights, &config, n_layers, injection, dtype, device)?;
-        Ok((model, config))
+        super::LlamaCheckpoint::open(path)?.load(n_layers, injection, dtype, device)
     }
 
     /// The model of `config` from any tensor source (a checkpoint, or

@@ -75,7 +75,8 @@ impl SyntheticLmTask {
         ))
     }
 
-    /// The task on the model in `dir` (its `config.json` and weights).
+    /// The task on the model at `dir` (a Hugging Face directory or a GGUF
+    /// file: its config and weights).
     pub fn from_dir(
         dir: &std::path::Path,
         seq: usize,
@@ -83,8 +84,9 @@ impl SyntheticLmTask {
         test_rows: usize,
         seed: u64,
     ) -> Result<Self, RunError> {
-        let model =
-            LlamaConfig::from_file(&dir.join("config.json")).map_err(crate::tasks::load_error)?;
+        let model = crate::models::llama::LlamaCheckpoint::open(dir)
+            .and_then(|c| c.config())
+            .map_err(crate::tasks::load_error)?;
         let name = dir.display().to_string();
         Ok(Self::of(
             name,

@@ -4,12 +4,13 @@ use crate::models::BaseDtype;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// What to fine-tune and on which rows: a Hugging Face Llama-family
-/// directory and a JSONL file of prompt/response (or GSM8K
+/// What to fine-tune and on which rows: a Llama-family model (a Hugging
+/// Face directory or a GGUF file) and a JSONL file of prompt/response (or GSM8K
 /// question/answer) rows. Serialised into `report.json`'s `config`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CausalLmConfig {
-    /// Model directory: `config.json`, `tokenizer.json`, `model.safetensors` (or shards).
+    /// The model: a directory (`config.json`, `tokenizer.json`,
+    /// `model.safetensors` or shards) or a GGUF file.
     pub model: PathBuf,
     /// JSONL data.
     pub data: PathBuf,

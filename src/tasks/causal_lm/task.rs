@@ -9,8 +9,9 @@ use crate::data::{
     InstructError, InstructFields, InstructRow, SftBatcher, SftCounts, SftExample, SftTokenizer,
     read_jsonl,
 };
-use crate::io::manifest::sha256_hex;
-use crate::models::llama::{DEFAULT_TARGETS, Generation, LlamaConfig, LlamaForCausalLm};
+use crate::models::llama::{
+    DEFAULT_TARGETS, Generation, LlamaCheckpoint, LlamaConfig, LlamaForCausalLm,
+};
 use crate::models::{BaseDtype, LoadError};
 use crate::tasks::load_error;
 use crate::train::{RankMetrics, RunError, Setting, Task, TaskData};
@@ -32,7 +33,8 @@ pub struct CausalLmMeta {
     pub test_counts: SftCounts,
 }
 
-/// Fine-tuning a Hugging Face Llama-family decoder with adapters on
+/// Fine-tuning a Llama-family decoder (a Hugging Face directory or a GGUF
+/// file) with adapters on
 /// instruction data: the loss is the cross-entropy of the response tokens
 /// and EOS only; every rank is evaluated by its response-token loss,
 /// perplexity, token accuracy and the exact match of greedy generations
@@ -92,9 +94,14 @@ impl CausalLmTask {
         &self.config
     }
 
-    /// The model's `config.json`.
+    /// The model's checkpoint (a Hugging Face directory or a GGUF file).
+    pub fn checkpoint(&self) -> Result<LlamaCheckpoint, RunError> {
+        LlamaCheckpoint::open(&self.config.model).map_err(load_error)
+    }
+
+    /// The model's config (`config.json`, or the GGUF file's metadata).
     pub fn model_config(&self) -> Result<LlamaConfig, RunError> {
-        LlamaConfig::from_file(&self.config.model.join("config.json")).map_err(load_error)
+        self.checkpoint()?.config().map_err(load_error)
     }
 
     fn fields(&self) -> InstructFields {
@@ -167,10 +174,11 @@ impl CausalLmTask {
     }
 
     fn tokenizer(&self, eos: u32) -> Result<SftTokenizer, RunError> {
-        let path = self.config.model.join("tokenizer.json");
-        SftTokenizer::from_file(&path, eos, self.config.max_len).map_err(|e| {
+        let checkpoint = self.checkpoint()?;
+        let tokenizer = checkpoint.tokenizer().map_err(load_error)?;
+        SftTokenizer::new(tokenizer, eos, self.config.max_len).map_err(|e| {
             load_error(LoadError::Tokenizer {
-                path: path.clone(),
+                path: checkpoint.path().to_path_buf(),
                 reason: e.to_string(),
             })
         })
@@ -214,9 +222,9 @@ impl Task for CausalLmTask {
     }
 
     fn base_model(&self) -> Option<String> {
-        std::fs::read(self.config.model.join("config.json"))
-            .ok()
-            .map(|bytes| sha256_hex(&bytes))
+        LlamaCheckpoint::open(&self.config.model)
+            .ok()?
+            .fingerprint()
     }
 
     fn default_targets(&self) -> Vec<String> {
@@ -248,10 +256,9 @@ impl Task for CausalLmTask {
                 "must be at least 1 (or unset for all layers)".into(),
             );
         }
-        if !c.model.is_dir() {
-            return Err(load_error(LoadError::MissingDir(c.model.clone())));
-        }
-        Ok(())
+        // The model opens (a directory, or a GGUF file that is whole and of a
+        // supported architecture) before any data is read or anything written.
+        self.checkpoint().map(|_| ())
     }
 
     fn prepare(&self) -> Result<TaskData<SftExample, CausalLmMeta>, RunError> {
@@ -285,7 +292,7 @@ impl Task for CausalLmTask {
             return Err(RunError::invalid(
                 Setting::Task("model"),
                 format!(
-                    "tokenizer.json produced token id {id}, but config.json's vocab_size is {}: the tokenizer is not the model's",
+                    "the tokenizer produced token id {id}, but the model's vocab_size is {}: the tokenizer is not the model's",
                     model.vocab_size
                 ),
             ));
