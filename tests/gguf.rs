@@ -399,7 +399,48 @@ fn cli_trains_on_a_gguf_base_and_exports_a_llama_cpp_adapter() {
             assert!(b.iter().any(|v| *v != 0.0), "{name}: B never trained");
         }
     }
-    // a rank above R, and a classifier run, are refused without writing
+    // merged into the GGUF base at rank 2: a Hugging Face directory whose
+    // base loss (first 2 layers, the run's test split) is the run's rank-2 loss
+    let merged = dir.join("merged");
+    let merged_s = merged.display().to_string();
+    let (code, _, stderr) = run(&[
+        "merge",
+        "--adapter",
+        &run_s,
+        "--rank",
+        "2",
+        "--out",
+        &merged_s,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = run(&[
+        "eval",
+        "--task",
+        "causal-lm",
+        "--model",
+        &merged_s,
+        "--data",
+        &data,
+        "--layers",
+        "2",
+        "--test-every",
+        "4",
+        "--max-len",
+        "48",
+        "--max-new-tokens",
+        "0",
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let base: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let merged_loss = base["base_loss"].as_f64().unwrap();
+    let rank2_loss = loss[1].as_f64().unwrap();
+    assert!(
+        (merged_loss - rank2_loss).abs() < 1e-4,
+        "merged {merged_loss} vs rank 2 {rank2_loss}"
+    );
+    // a rank above R is refused without writing
     let bad = dir.join("bad.gguf");
     let bad_s = bad.display().to_string();
     let (code, _, stderr) = run(&[
@@ -414,4 +455,142 @@ fn cli_trains_on_a_gguf_base_and_exports_a_llama_cpp_adapter() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--rank"), "{stderr}");
     assert!(!bad.exists());
+}
+
+/// The three tiny Hugging Face layouts (Llama 3 with rope scaling and BOS,
+/// TinyLlama untied in f16, SmolLM2 tied) written as llama.cpp writes them
+/// (scripts/make_gguf_fixtures.py): each GGUF file loads as its directory:
+/// same config, same token ids, the same logits.
+#[test]
+fn gguf_files_of_three_layouts_load_as_their_directories() {
+    let device = matryoshka_lora::cpu_device();
+    let rows: Vec<String> = std::fs::read_to_string(fixture("llama/arith.jsonl"))
+        .unwrap()
+        .lines()
+        .take(20)
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!(
+                "{}{}",
+                v["prompt"].as_str().unwrap(),
+                v["response"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for layout in ["llama3", "tinyllama", "smollm2"] {
+        let dir = LlamaCheckpoint::open(&fixture(&format!("llama/{layout}"))).unwrap();
+        let gguf = LlamaCheckpoint::open(&fixture(&format!("gguf/{layout}.gguf"))).unwrap();
+        let (want, got) = (dir.config().unwrap(), gguf.config().unwrap());
+        assert_eq!(got.rope_scaling, want.rope_scaling, "{layout}");
+        assert_eq!(
+            got.tie_word_embeddings, want.tie_word_embeddings,
+            "{layout}"
+        );
+        assert_eq!(
+            (
+                got.num_attention_heads,
+                got.kv_heads(),
+                got.head_size(),
+                got.rope_theta
+            ),
+            (
+                want.num_attention_heads,
+                want.kv_heads(),
+                want.head_size(),
+                want.rope_theta
+            ),
+            "{layout}"
+        );
+        assert_eq!(got.eos_ids()[0], want.eos_ids()[0], "{layout}");
+        let (tw, tg) = (dir.tokenizer().unwrap(), gguf.tokenizer().unwrap());
+        for row in &rows {
+            let a = tw.encode(row.as_str(), true).unwrap();
+            let b = tg.encode(row.as_str(), true).unwrap();
+            assert_eq!(a.get_ids(), b.get_ids(), "{layout}: {row:?}");
+        }
+        let (mw, _) = dir.load(None, None, BaseDtype::F32, &device).unwrap();
+        let (mg, _) = gguf.load(None, None, BaseDtype::F32, &device).unwrap();
+        let ids = tw
+            .encode(rows[0].as_str(), true)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        let t = ids.len();
+        let input = Tensor::<2, Int>::from_data(
+            TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [1, t]),
+            &device,
+        );
+        let mask = Tensor::<2, Int>::ones([1, t], &device);
+        let a = mw
+            .logits(input.clone(), mask.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let b = mg
+            .logits(input, mask)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-5, "{layout}: logits differ by {worst}");
+    }
+}
+
+/// The rank-2 llama.cpp adapter of a committed run holds what
+/// scripts/make_gguf_fixtures.py computed from the run's A and B with
+/// llama.cpp's conventions (and checked against the file as the Python
+/// `gguf` package reads it): names, dimensions, f32 values, alpha.
+#[test]
+fn llama_cpp_adapter_equals_the_gguf_package_fixture() {
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("gguf/adapter_r2.json")).unwrap())
+            .unwrap();
+    let dir = common::temp_dir("gguf-adapter-fixture");
+    let out = dir.join("adapter-r2.gguf");
+    let base = LlamaCheckpoint::open(&fixture("gguf/smollm2.gguf"))
+        .unwrap()
+        .config()
+        .unwrap();
+    let export = matryoshka_lora::io::export_gguf_adapter(
+        &fixture("gguf/adapter/adapter.safetensors"),
+        2,
+        &base,
+        &out,
+    )
+    .unwrap();
+    let alpha = expected["alpha"].as_f64().unwrap();
+    assert!((export.alpha - alpha).abs() < 1e-12);
+    let file = rlx_gguf::GgufFile::from_path(&out).unwrap();
+    for (k, v) in expected["metadata"].as_object().unwrap() {
+        assert_eq!(file.metadata[k].as_str(), v.as_str(), "{k}");
+    }
+    match file.metadata["adapter.lora.alpha"] {
+        rlx_gguf::MetaValue::F32(a) => assert_eq!(a, alpha as f32),
+        ref other => panic!("adapter.lora.alpha is {other:?}"),
+    }
+    let tensors = expected["tensors"].as_object().unwrap();
+    assert_eq!(file.tensors.len(), tensors.len());
+    for (name, want) in tensors {
+        let t = &file.tensors[name];
+        let ne: Vec<usize> = want["ne"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(t.shape, ne, "{name}");
+        assert_eq!(t.dtype, rlx_gguf::GgmlType::F32, "{name}");
+        let (values, _) = file.dequant_f32(name).unwrap();
+        let want: Vec<f32> = want["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(values, want, "{name}");
+    }
 }

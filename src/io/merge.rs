@@ -80,7 +80,7 @@ pub enum MergeError {
     },
 }
 
-fn io(path: &Path) -> impl Fn(&dyn std::fmt::Display) -> MergeError + '_ {
+pub(super) fn io(path: &Path) -> impl Fn(&dyn std::fmt::Display) -> MergeError + '_ {
     move |e| MergeError::Io {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -103,10 +103,10 @@ pub struct MergeSummary {
 }
 
 /// One adapted module's rank-`k` update.
-struct Update {
+pub(super) struct Update {
     /// `s(k) (A[:, :k] B[:k])^T`, `[out, in]`, row-major.
-    delta: Vec<f32>,
-    shape: [usize; 2],
+    pub(super) delta: Vec<f32>,
+    pub(super) shape: [usize; 2],
 }
 
 /// Files that hold weights in other formats: not copied (the merged
@@ -141,6 +141,9 @@ pub fn merge_adapter(
             rank,
             max_rank: meta.max_rank,
         });
+    }
+    if crate::models::gguf::is_gguf(model_dir) {
+        return super::merge_gguf::merge_into_gguf_base(model_dir, adapter, &meta, rank, out_dir);
     }
     if !model_dir.is_dir() {
         return Err(LoadError::MissingDir(model_dir.to_path_buf()).into());
@@ -220,7 +223,7 @@ pub fn merge_adapter(
 }
 
 /// Each adapted module's rank-`k` update by its weight's checkpoint name.
-fn rank_updates(
+pub(super) fn rank_updates(
     adapter: &Path,
     meta: &AdapterMeta,
     rank: usize,
@@ -379,7 +382,11 @@ fn add_in_dtype(
 
 /// The adapter file's tensors that are not adapter state (the task's
 /// trainable modules), with the adapter's metadata, to `path`.
-fn write_task_modules(adapter: &Path, meta: &AdapterMeta, path: &Path) -> Result<(), MergeError> {
+pub(super) fn write_task_modules(
+    adapter: &Path,
+    meta: &AdapterMeta,
+    path: &Path,
+) -> Result<(), MergeError> {
     let bytes = std::fs::read(adapter).map_err(|e| io(adapter)(&e))?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| io(adapter)(&e))?;
     let prefixes: Vec<String> = meta

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod gguf_adapter;
 pub mod manifest;
 pub mod merge;
+mod merge_gguf;
 pub mod peft;
 
 pub use atomic::{ensure_writable_dir, sync_parent, temp_path, write_atomic};

@@ -20,5 +20,5 @@ mod names;
 mod tokenizer;
 
 pub use file::{GgufModel, SUPPORTED_ARCHITECTURES, SUPPORTED_TYPES, is_gguf};
-pub use names::{gguf_module, gguf_tensor, rotary_heads, rows_from_gguf, rows_to_gguf};
+pub use names::{gguf_module, gguf_tensor, hf_tensor, rotary_heads, rows_from_gguf, rows_to_gguf};
 pub use tokenizer::PRE_TOKENIZERS;

@@ -59,6 +59,20 @@ pub fn gguf_tensor(hf: &str) -> Option<String> {
     Some(format!("{}.{kind}", gguf_module(module)?))
 }
 
+/// The Hugging Face tensor of the GGUF tensor `gguf` (`blk.3.attn_q.weight`
+/// -> `model.layers.3.self_attn.q_proj.weight`), if it has one.
+pub fn hf_tensor(gguf: &str) -> Option<String> {
+    let (module, kind) = gguf.rsplit_once('.')?;
+    if let Some((h, _)) = GLOBAL.iter().find(|(_, g)| *g == module) {
+        return Some(format!("{h}.{kind}"));
+    }
+    let rest = module.strip_prefix("blk.")?;
+    let (layer, tensor) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (h, _) = LAYER.iter().find(|(_, g)| *g == tensor)?;
+    Some(format!("model.layers.{layer}.{h}.{kind}"))
+}
+
 /// Whether the GGUF tensor `name` has llama.cpp's rotary row order, and over
 /// how many heads: `attn_q` over the query heads, `attn_k` over the key/value heads.
 pub fn rotary_heads(name: &str, heads: usize, kv_heads: usize) -> Option<usize> {
@@ -126,6 +140,15 @@ mod tests {
         );
         assert_eq!(gguf_tensor("model.layers.x.mlp.up_proj.weight"), None);
         assert_eq!(gguf_tensor("model.norm.scale"), None);
+        for hf in [
+            "model.layers.7.mlp.gate_proj.weight",
+            "model.layers.0.input_layernorm.weight",
+            "model.embed_tokens.weight",
+            "lm_head.weight",
+        ] {
+            assert_eq!(hf_tensor(&gguf_tensor(hf).unwrap()).as_deref(), Some(hf));
+        }
+        assert_eq!(hf_tensor("rope_freqs.weight"), None);
         assert_eq!(rotary_heads("blk.1.attn_q.weight", 9, 3), Some(9));
         assert_eq!(rotary_heads("blk.1.attn_k.bias", 9, 3), Some(3));
         assert_eq!(rotary_heads("blk.1.attn_v.weight", 9, 3), None);
