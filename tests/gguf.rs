@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::{fixture, run_mlora as run};
+
 use burn::prelude::*;
 use matryoshka_lora::data::{InstructRow, SftBatcher, SftTokenizer};
 use matryoshka_lora::models::gguf::{GgufModel, rows_from_gguf};
@@ -25,12 +27,6 @@ fn smollm2() -> PathBuf {
         path.display()
     );
     path
-}
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
 }
 
 #[derive(serde::Deserialize)]
@@ -193,19 +189,6 @@ fn real_model_query_rows_are_unpermuted() {
             .unwrap(),
         v
     );
-}
-
-fn mlora() -> assert_cmd::Command {
-    assert_cmd::Command::cargo_bin("mlora").unwrap()
-}
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let output = mlora().args(args).output().unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).to_string(),
-        String::from_utf8_lossy(&output.stderr).to_string(),
-    )
 }
 
 /// A GGUF header with `arch` and one tensor of `ty` (raw bytes).

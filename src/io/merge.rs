@@ -7,6 +7,7 @@
 //! adapted module as the base checkpoint does), so it serves every model
 //! family the crate loads, single-file or sharded.
 
+use super::atomic::make_readable;
 use super::checkpoint::{AdapterMeta, CheckpointError, read_meta};
 use super::manifest::sha256_hex;
 use super::sync_parent;
@@ -285,16 +286,7 @@ fn merge_file(
     let file = SafeTensors::deserialize(&bytes).map_err(|e| not_safetensors(&e))?;
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| not_safetensors(&e))?;
     let mut metadata: HashMap<String, String> = header.metadata().clone().unwrap_or_default();
-    metadata.insert(
-        "mlora_merged".into(),
-        serde_json::json!({
-            "rank": rank,
-            "scaling": meta.scaling.to_string(),
-            "method": meta.method,
-            "adapter_task": meta.task,
-        })
-        .to_string(),
-    );
+    metadata.insert("mlora_merged".into(), merge_record(meta, rank).to_string());
     let mut merged = Vec::new();
     let mut tensors: BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> = BTreeMap::new();
     for (name, view) in file.tensors() {
@@ -315,6 +307,28 @@ fn merge_file(
         };
         tensors.insert(name, (view.dtype(), shape, data));
     }
+    write_weights(output, &tensors, metadata)?;
+    Ok(merged)
+}
+
+/// What a merged weight file records of its merge (safetensors metadata
+/// `mlora_merged`).
+pub(super) fn merge_record(meta: &AdapterMeta, rank: usize) -> serde_json::Value {
+    serde_json::json!({
+        "rank": rank,
+        "scaling": meta.scaling.to_string(),
+        "method": meta.method,
+        "adapter_task": meta.task,
+    })
+}
+
+/// Writes `tensors` (name -> dtype, shape, bytes) with `metadata` to the
+/// safetensors file `output`, atomically (temp file + rename), readable.
+pub(super) fn write_weights(
+    output: &Path,
+    tensors: &BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>,
+    metadata: HashMap<String, String>,
+) -> Result<(), MergeError> {
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|(name, (dtype, shape, data))| {
@@ -327,11 +341,11 @@ fn merge_file(
     safetensors::serialize_to_file(views, Some(metadata), &tmp)
         .map_err(|e| io(output)(&e))
         .and_then(|_| std::fs::rename(&tmp, output).map_err(|e| io(output)(&e)))
+        .and_then(|_| make_readable(output).map_err(|e| io(output)(&e)))
         .and_then(|_| sync_parent(output).map_err(|e| io(output)(&e)))
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
-        })?;
-    Ok(merged)
+        })
 }
 
 /// `data` (in `dtype`) plus `delta`, in `dtype`.

@@ -4,15 +4,15 @@
 //! `model.safetensors`; `config.json` and `tokenizer.json` from the GGUF
 //! metadata), which transformers, PEFT and llama.cpp's converter all read.
 
-use super::atomic::make_readable;
 use super::checkpoint::AdapterMeta;
-use super::merge::{MergeError, MergeSummary, io, rank_updates, write_task_modules};
-use super::{TASK_MODULES_FILE, sync_parent, temp_path, write_atomic};
+use super::merge::{
+    MergeError, MergeSummary, io, merge_record, rank_updates, write_task_modules, write_weights,
+};
+use super::{TASK_MODULES_FILE, write_atomic};
 use crate::models::gguf::{GgufModel, hf_tensor};
 use crate::models::{SINGLE_FILE, TensorSource};
 use safetensors::Dtype;
-use safetensors::tensor::TensorView;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// Merges `adapter` at `rank` into the GGUF model `gguf_path`, writing a
@@ -31,7 +31,7 @@ pub(super) fn merge_into_gguf_base(
     let updates = rank_updates(adapter, meta, rank, scale)?;
     std::fs::create_dir_all(out_dir).map_err(|e| io(out_dir)(&e))?;
 
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut tensors: BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> = BTreeMap::new();
     let mut merged = Vec::new();
     for name in gguf.tensor_names() {
         let Some(hf) = hf_tensor(&name) else {
@@ -53,7 +53,7 @@ pub(super) fn merge_into_gguf_base(
             merged.push(hf.clone());
         }
         let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        tensors.push((hf, shape, bytes));
+        tensors.insert(hf, (Dtype::F32, shape, bytes));
     }
     for name in updates.keys() {
         if !merged.contains(name) {
@@ -62,36 +62,12 @@ pub(super) fn merge_into_gguf_base(
     }
     merged.sort();
     let output = out_dir.join(SINGLE_FILE);
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(name, shape, data)| {
-            TensorView::new(Dtype::F32, shape.clone(), data)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| io(&output)(&e))
-        })
-        .collect::<Result<_, _>>()?;
     let mut metadata = HashMap::new();
     metadata.insert("format".to_string(), "pt".to_string());
-    metadata.insert(
-        "mlora_merged".into(),
-        serde_json::json!({
-            "rank": rank,
-            "scaling": meta.scaling.to_string(),
-            "method": meta.method,
-            "adapter_task": meta.task,
-            "gguf_base": gguf_path.display().to_string(),
-        })
-        .to_string(),
-    );
-    let tmp = temp_path(&output);
-    safetensors::serialize_to_file(views, Some(metadata), &tmp)
-        .map_err(|e| io(&output)(&e))
-        .and_then(|_| std::fs::rename(&tmp, &output).map_err(|e| io(&output)(&e)))
-        .and_then(|_| make_readable(&output).map_err(|e| io(&output)(&e)))
-        .and_then(|_| sync_parent(&output).map_err(|e| io(&output)(&e)))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })?;
+    let mut record = merge_record(meta, rank);
+    record["gguf_base"] = gguf_path.display().to_string().into();
+    metadata.insert("mlora_merged".into(), record.to_string());
+    write_weights(&output, &tensors, metadata)?;
 
     let mut config_json = serde_json::to_value(&config).map_err(|e| io(out_dir)(&e))?;
     config_json["architectures"] = serde_json::json!(["LlamaForCausalLM"]);

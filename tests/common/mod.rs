@@ -16,6 +16,27 @@ pub fn assets_dir() -> PathBuf {
     dir
 }
 
+/// A committed fixture: `tests/fixtures/{relative}`.
+pub fn fixture(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(relative)
+}
+
+/// Runs the `mlora` binary with `args`: (exit code, stdout, stderr).
+pub fn run_mlora(args: &[&str]) -> (i32, String, String) {
+    let output = assert_cmd::Command::cargo_bin("mlora")
+        .unwrap()
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
 /// The Rotten Tomatoes CSV.
 pub fn rt_csv() -> PathBuf {
     assets_dir().join("rotten_tomatoes_corpus_full.csv.bz2")

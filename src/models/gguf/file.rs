@@ -410,6 +410,18 @@ mod tests {
         for p in [cut, cut_header, text] {
             let _ = std::fs::remove_file(p);
         }
+        // GGUF v2 has v3's layout; v1 is refused
+        let mut bytes = std::fs::read(fixture("quants.gguf")).unwrap();
+        let v2 = std::env::temp_dir().join(format!("mlora-v2-{}.gguf", std::process::id()));
+        bytes[4..8].copy_from_slice(&2u32.to_le_bytes());
+        std::fs::write(&v2, &bytes).unwrap();
+        let gguf = GgufModel::open(&v2).unwrap();
+        assert_eq!(gguf.version(), 2);
+        assert_eq!(gguf.read_gguf("Q4_K").unwrap().1, [2, 512]);
+        bytes[4..8].copy_from_slice(&1u32.to_le_bytes());
+        std::fs::write(&v2, &bytes).unwrap();
+        assert!(GgufModel::open(&v2).is_err());
+        let _ = std::fs::remove_file(&v2);
         // a file of tensors only is no Llama: the architecture is checked
         let gguf = GgufModel::open(&fixture("spm.gguf")).unwrap();
         assert!(gguf.llama_config().is_err());

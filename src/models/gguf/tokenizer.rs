@@ -335,7 +335,71 @@ impl GgufModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rlx_gguf::{GgufWriter, MetaValue};
     use std::path::Path;
+
+    /// A `gpt2` tokenizer with the pre-tokenizer `pre` (two byte tokens, one merge).
+    fn with_pre(pre: &str) -> Result<Tokenizer, LoadError> {
+        let path =
+            std::env::temp_dir().join(format!("mlora-pre-{pre}-{}.gguf", std::process::id()));
+        let mut w = GgufWriter::new();
+        w.set_arch("llama");
+        let strings = |v: &[&str]| {
+            MetaValue::Array(v.iter().map(|s| MetaValue::String(s.to_string())).collect())
+        };
+        w.set_meta("tokenizer.ggml.model", MetaValue::String("gpt2".into()));
+        w.set_meta("tokenizer.ggml.pre", MetaValue::String(pre.into()));
+        w.set_meta("tokenizer.ggml.tokens", strings(&["a", "b", "ab"]));
+        w.set_meta("tokenizer.ggml.merges", strings(&["a b"]));
+        w.write_to_path(&path).unwrap();
+        let tokenizer = GgufModel::open(&path).unwrap().embedded_tokenizer();
+        let _ = std::fs::remove_file(&path);
+        tokenizer
+    }
+
+    /// The pre-tokenizer splits of `text` for a `gpt2` tokenizer with `pre`.
+    fn splits(pre: &str, text: &str) -> Vec<String> {
+        let tokenizer = with_pre(pre).unwrap();
+        let mut pieces = tokenizers::PreTokenizedString::from(text);
+        tokenizers::PreTokenizer::pre_tokenize(tokenizer.get_pre_tokenizer().unwrap(), &mut pieces)
+            .unwrap();
+        pieces
+            .get_splits(
+                tokenizers::OffsetReferential::Original,
+                tokenizers::OffsetType::Byte,
+            )
+            .into_iter()
+            .map(|(piece, _, _)| piece.to_string())
+            .collect()
+    }
+
+    /// Each `tokenizer.ggml.pre` splits as llama.cpp's regular expressions do.
+    #[test]
+    fn pre_tokenizers_split_as_llama_cpp_chooses() {
+        let text = "\n\n1. hello 12345";
+        let want = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            splits("smollm", text),
+            want(&["ĊĊ", "1", ".", "Ġhello", "Ġ", "1", "2", "3", "4", "5"])
+        );
+        assert_eq!(
+            splits("llama-bpe", text),
+            want(&["ĊĊ", "1", ".", "Ġhello", "Ġ", "123", "45"])
+        );
+        assert_eq!(
+            splits("qwen2", text),
+            want(&["ĊĊ", "1", ".", "Ġhello", "Ġ", "1", "2", "3", "4", "5"])
+        );
+        assert_eq!(
+            splits("gpt-2", text),
+            want(&["Ċ", "Ċ", "1", ".", "Ġhello", "Ġ12345"])
+        );
+        let e = with_pre("tekken").unwrap_err().to_string();
+        assert!(
+            e.contains("tokenizer.ggml.pre `tekken` is not supported"),
+            "{e}"
+        );
+    }
 
     /// A SentencePiece BPE model trained by scripts/make_gguf_fixtures.py and
     /// stored as llama.cpp stores one: ids equal to sentencepiece's own.
