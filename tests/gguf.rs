@@ -382,6 +382,41 @@ fn cli_trains_on_a_gguf_base_and_exports_a_llama_cpp_adapter() {
             assert!(b.iter().any(|v| *v != 0.0), "{name}: B never trained");
         }
     }
+    // the PEFT export imported on the GGUF base: its rank 2 is the run's rank 2
+    let imported = dir.join("imported");
+    let imported_s = imported.display().to_string();
+    let (code, _, stderr) = run(&[
+        "import",
+        "--peft",
+        &peft_s,
+        "--task",
+        "causal-lm",
+        "--model",
+        &model,
+        "--data",
+        &data,
+        "--layers",
+        "2",
+        "--test-every",
+        "4",
+        "--max-len",
+        "48",
+        "--max-new-tokens",
+        "0",
+        "--out",
+        &imported_s,
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(imported.join("report.json")).unwrap())
+            .unwrap();
+    let again_loss = again["loss"].as_array().unwrap();
+    assert_eq!(again["ranks"], serde_json::json!([1, 2]));
+    assert!(
+        (again_loss[1].as_f64().unwrap() - loss[1].as_f64().unwrap()).abs() < 1e-5,
+        "imported rank 2 {again_loss:?} vs trained {loss:?}"
+    );
     // merged into the GGUF base at rank 2: a Hugging Face directory whose
     // base loss (first 2 layers, the run's test split) is the run's rank-2 loss
     let merged = dir.join("merged");

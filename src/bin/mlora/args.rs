@@ -153,8 +153,15 @@ pub enum Command {
         /// The run's directory (adapter, report, plot).
         #[arg(long)]
         out: PathBuf,
+        /// The task [default: causal-lm when the adapter's task_type is CAUSAL_LM, else classify].
+        #[arg(long)]
+        task: Option<TaskKind>,
+        /// causal-lm: keep only the first N decoder layers (as the adapter was trained).
+        #[arg(long)]
+        layers: Option<usize>,
         /// Model (default: the PEFT adapter's base_model_name_or_path when it is a
-        /// directory, else assets) and data (default: the Rotten Tomatoes file in it).
+        /// directory or GGUF file, else assets) and data (classify: default the
+        /// Rotten Tomatoes file in it; causal-lm: required).
         #[command(flatten)]
         data: EvalDataArgs,
         /// The method of further training from it (sets P).

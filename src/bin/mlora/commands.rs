@@ -9,8 +9,8 @@ use super::failure::{Failure, bad, stopped};
 use super::output::{DataSummary, print_comparison, print_data};
 use burn::train::Interrupter;
 use matryoshka_lora::io::{
-    ADAPTER_FILE, LEGACY_ADAPTER_FILE, MergeError, PeftError, REPORT_FILE, ensure_writable_dir,
-    export_gguf_adapter, export_peft, merge_adapter, read_meta, read_peft,
+    ADAPTER_FILE, LEGACY_ADAPTER_FILE, MergeError, PeftAdapter, PeftError, REPORT_FILE,
+    ensure_writable_dir, export_gguf_adapter, export_peft, merge_adapter, read_meta, read_peft,
 };
 use matryoshka_lora::models::BaseDtype;
 use matryoshka_lora::models::llama::{LlamaCheckpoint, LlamaConfig, PRESETS};
@@ -889,9 +889,12 @@ pub fn export_gguf_cmd(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn import_cmd(
     peft_dir: PathBuf,
     out: PathBuf,
+    task: Option<TaskKind>,
+    layers: Option<usize>,
     data_args: EvalDataArgs,
     method: TrainMethod,
     scaling: Scaling,
@@ -899,17 +902,22 @@ pub fn import_cmd(
     print: PrintArgs,
 ) -> Result<(), Failure> {
     let peft = read_peft(&peft_dir).map_err(|e| bad("--peft", e))?;
-    let model = data_args.model.unwrap_or_else(|| {
+    let kind = task.unwrap_or(match peft.config.task_type.as_deref() {
+        Some("CAUSAL_LM") => TaskKind::CausalLm,
+        _ => TaskKind::Classify,
+    });
+    let model = data_args.model.clone().unwrap_or_else(|| {
         peft.config
             .base_model_name_or_path
             .as_ref()
             .map(PathBuf::from)
-            .filter(|p| p.is_dir())
+            .filter(|p| p.exists())
             .unwrap_or_else(|| PathBuf::from("assets"))
     });
-    let mut task = ClassifyConfig::new(&model, data_args.data);
-    data_args.rest.check_task(TaskKind::Classify)?;
-    data_args.rest.apply(&mut task);
+    data_args.rest.check_task(kind)?;
+    if layers.is_some() && kind != TaskKind::CausalLm {
+        return Err(bad("--layers", "applies to --task causal-lm only"));
+    }
     let r = peft.config.r;
     let train = TrainConfig {
         targets: Some(peft.targets()),
@@ -923,9 +931,43 @@ pub fn import_cmd(
         backend,
         ..TrainConfig::default()
     };
-    let runner = Runner::new(ClassifyTask::new(task), train)?.quiet(print.quiet_progress());
+    match kind {
+        TaskKind::Classify => {
+            let mut task = ClassifyConfig::new(&model, data_args.data);
+            data_args.rest.apply(&mut task);
+            let runner = Runner::new(ClassifyTask::new(task), train)?;
+            import_task(runner, &peft, &out, &print)
+        }
+        TaskKind::CausalLm => {
+            let data = data_args.data.ok_or_else(|| {
+                bad(
+                    "--data",
+                    "--task causal-lm needs the JSONL rows to evaluate the imported adapter on",
+                )
+            })?;
+            let mut task = CausalLmConfig::new(model, data);
+            data_args.rest.apply_lm(&mut task);
+            task.layers = layers;
+            let runner = Runner::new(CausalLmTask::new(task), train)?;
+            import_task(runner, &peft, &out, &print)
+        }
+    }
+}
+
+/// Imports `peft` through `runner`'s task, evaluates every nested rank and
+/// saves the run in `out`.
+fn import_task<T: Task>(
+    runner: Runner<T>,
+    peft: &PeftAdapter,
+    out: &Path,
+    print: &PrintArgs,
+) -> Result<(), Failure>
+where
+    TaskData<T::Item, T::Meta>: DataSummary,
+{
+    let runner = runner.quiet(print.quiet_progress());
     let out_args = OutArgs {
-        out: Some(out.clone()),
+        out: Some(out.to_path_buf()),
         print: print.clone(),
     };
     with_out(&out_args, || {
@@ -933,9 +975,9 @@ pub fn import_cmd(
         if !print.quiet_progress() {
             print_data(&data);
         }
-        let imported = runner.import_peft(&peft, &data.meta)?;
+        let imported = runner.import_peft(peft, &data.meta)?;
         let report = runner.evaluate(imported.clone(), &data)?;
-        runner.save(&out, &report, Some(&imported))?;
+        runner.save(out, &report, Some(&imported))?;
         print.print(std::slice::from_ref(&report));
         Ok(())
     })
