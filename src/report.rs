@@ -1,7 +1,7 @@
 //! `report.json`: what one run measured, and every setting it used.
 
 use crate::adapter::{AdapterError, Scaling, aurac_both};
-use crate::train::{HeadMode, TrainConfig, TrainMethod};
+use crate::train::{HeadMode, SplitSummary, TrainConfig, TrainMethod};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -82,6 +82,10 @@ pub struct Report {
     /// What the task learned from its data (the classifier's `labels`).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub task_info: Map<String, Value>,
+    /// What the task said about its splits: per-label counts, test rows
+    /// that also occur in training, the majority-class accuracy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<SplitSummary>,
     /// Every setting used.
     pub config: RunConfig,
 }

@@ -28,6 +28,7 @@ fn labels() -> ClassLabels {
     ClassLabels {
         names: vec!["rotten".to_string(), "fresh".to_string()],
         dropped: 0,
+        ..ClassLabels::default()
     }
 }
 

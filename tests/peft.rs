@@ -33,6 +33,7 @@ fn labels() -> ClassLabels {
     ClassLabels {
         names: vec!["rotten".into(), "fresh".into()],
         dropped: 0,
+        ..ClassLabels::default()
     }
 }
 

@@ -30,6 +30,7 @@ mod progress;
 mod runner;
 mod schedule;
 mod segments;
+mod split_summary;
 mod task;
 mod timing;
 
@@ -52,5 +53,6 @@ pub use progress::{ProgressRenderer, QuietRenderer};
 pub use runner::{BaseReport, RunOutcome, Runner, save_plots, write_plots};
 pub use schedule::LinearWarmupDecay;
 pub use segments::{BatchSplit, EpochEndLoader, LossTerms, Segments, StepLoader};
+pub use split_summary::{SplitSummary, majority_accuracy, overlapping};
 pub use task::{RankMetrics, Task, TaskData};
 pub use timing::{SplitTimes, Timed};

@@ -11,6 +11,7 @@ use super::objective::{HeadMode, TrainMethod};
 use super::parallel::DataParallel;
 use super::progress::{ProgressRenderer, QuietRenderer};
 use super::segments::{BatchSplit, EpochEndLoader, Segments, StepLoader};
+use super::split_summary::SplitSummary;
 use super::task::{RankMetrics, Task, TaskData};
 use super::timing::SplitTimes;
 use crate::adapter::{ActiveRank, AdaptedModule, Injection, RankSet, Targets, aurac_both};
@@ -250,13 +251,34 @@ impl<T: Task> Runner<T> {
 
     /// Reads and preprocesses the task's data (once; share it between runs).
     pub fn prepare(&self) -> Result<TaskData<T::Item, T::Meta>, RunError> {
+        let data = self.prepare_eval()?;
+        if data.train.is_empty() {
+            return Err(RunError::invalid(
+                Setting::Task("data"),
+                "the training split is empty",
+            ));
+        }
+        self.task.split_summary(&data).check()?;
+        Ok(data)
+    }
+
+    /// [`Runner::prepare`] for evaluation only: the training split is not
+    /// checked (it may be empty or degenerate), the test split must have rows.
+    pub fn prepare_eval(&self) -> Result<TaskData<T::Item, T::Meta>, RunError> {
         let data = self.task.prepare()?;
         if data.test.is_empty() {
-            return Err(RunError::Failed(
-                "the task prepared no evaluation examples".into(),
+            return Err(RunError::invalid(
+                Setting::Task("data"),
+                "the test split is empty",
             ));
         }
         Ok(data)
+    }
+
+    /// What a reader of results on `data` should know (labels without test
+    /// rows, test rows that also occur in training): one line each.
+    pub fn data_warnings(&self, data: &TaskData<T::Item, T::Meta>) -> Vec<String> {
+        self.task.split_summary(data).warnings(data.test.len())
     }
 
     fn method_run(&self, method: TrainMethod) -> Result<MethodRun, RunError> {
@@ -591,7 +613,7 @@ impl<T: Task> Runner<T> {
             / steps_here as f64;
         let report = self.report(
             &run,
-            &data.meta,
+            data,
             result.evaluation,
             extra,
             Timing {
@@ -722,7 +744,7 @@ impl<T: Task> Runner<T> {
         let eval_seconds = started.elapsed().as_secs_f64();
         self.report(
             &run,
-            &data.meta,
+            data,
             evaluation,
             extra,
             Timing {
@@ -911,7 +933,7 @@ impl<T: Task> Runner<T> {
     fn report(
         &self,
         run: &MethodRun,
-        meta: &T::Meta,
+        data: &TaskData<T::Item, T::Meta>,
         evaluation: RankEvaluation,
         extra: Vec<RankMetrics>,
         timing: Timing,
@@ -954,7 +976,8 @@ impl<T: Task> Runner<T> {
             eval_seconds: timing.eval_seconds,
             peak_rss_mb: peak_rss_mb(),
             smallest_rank_within,
-            task_info: self.task.describe(meta),
+            task_info: self.task.describe(&data.meta),
+            data: Some(self.task.split_summary(data)).filter(|d| *d != SplitSummary::default()),
             config: RunConfig {
                 train: config.clone(),
                 task: self.task.settings(),

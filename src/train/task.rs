@@ -3,6 +3,7 @@
 
 use super::error::RunError;
 use super::model::TaskModel;
+use super::split_summary::SplitSummary;
 use crate::adapter::Injection;
 use burn::data::dataloader::batcher::Batcher;
 use burn::prelude::*;
@@ -139,6 +140,14 @@ pub trait Task {
     /// default, or a metric of [`Task::evaluate_at_rank`].
     fn curve_metric(&self) -> String {
         self.score_name().to_string()
+    }
+
+    /// What the task can say about its prepared splits (per-label counts,
+    /// test rows that also occur in training, ...): the runner refuses a
+    /// degenerate split ([`SplitSummary::check`]), prints its warnings and
+    /// records it in `report.json`'s `data`. The default knows nothing.
+    fn split_summary(&self, _data: &TaskData<Self::Item, Self::Meta>) -> SplitSummary {
+        SplitSummary::default()
     }
 
     /// Per-rank series derived from the others once all are computed

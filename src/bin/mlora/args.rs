@@ -461,6 +461,10 @@ pub struct DataOverrides {
     /// gradients and optimizer state stay f32) [default: f32].
     #[arg(long)]
     pub base_dtype: Option<BaseDtype>,
+    /// Remove test rows whose text (classify) or prompt (causal-lm), trimmed,
+    /// also occurs among the training rows (counted and reported either way).
+    #[arg(long)]
+    pub drop_overlap: bool,
 }
 
 /// Where a run trains besides `--backend`: data-parallel devices and
@@ -735,6 +739,7 @@ impl DataOverrides {
         if let Some(v) = self.base_dtype {
             c.base_dtype = v;
         }
+        c.drop_overlap |= self.drop_overlap;
     }
 
     /// Applies the flags given to `c`.
@@ -752,6 +757,7 @@ impl DataOverrides {
         if let Some(v) = &self.label_col {
             c.label_col = v.clone();
         }
+        c.drop_overlap |= self.drop_overlap;
         if let Some(labels) = &self.labels {
             // `--labels ""` is an empty label set, not a label named "".
             c.labels = Some(

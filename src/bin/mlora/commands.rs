@@ -20,7 +20,8 @@ use matryoshka_lora::tasks::causal_lm::{
 };
 use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask, RtBench};
 use matryoshka_lora::train::{
-    ComparePlan, Execution, Runner, Task, TaskData, TrainConfig, TrainMethod, TrainingState,
+    ComparePlan, Execution, RunError, Runner, Task, TaskData, TrainConfig, TrainMethod,
+    TrainingState,
 };
 use matryoshka_lora::{BackendKind, DeviceSpec};
 use matryoshka_lora::{RankSet, Scaling};
@@ -69,6 +70,31 @@ pub fn train_cmd(run: RunArgs, resume: Option<PathBuf>, out: OutArgs) -> Result<
     }
 }
 
+/// The runner's data (`for_training`: with the training split's checks,
+/// else for evaluation only), its summary line unless `quiet`, and its
+/// warnings (labels without test rows, test rows seen in training) always.
+fn prepared<T: Task>(
+    runner: &Runner<T>,
+    quiet: bool,
+    for_training: bool,
+) -> Result<TaskData<T::Item, T::Meta>, RunError>
+where
+    TaskData<T::Item, T::Meta>: DataSummary,
+{
+    let data = if for_training {
+        runner.prepare()?
+    } else {
+        runner.prepare_eval()?
+    };
+    if !quiet {
+        print_data(&data);
+    }
+    for warning in runner.data_warnings(&data) {
+        eprintln!("{warning}");
+    }
+    Ok(data)
+}
+
 fn train_task<T: Task>(runner: Runner<T>, out: &OutArgs) -> Result<(), Failure>
 where
     TaskData<T::Item, T::Meta>: DataSummary,
@@ -76,10 +102,7 @@ where
     let quiet = out.print.quiet_progress();
     stop_on_ctrl_c(runner.interrupter());
     with_out(out, || {
-        let data = runner.prepare()?;
-        if !quiet {
-            print_data(&data);
-        }
+        let data = prepared(&runner, quiet, true)?;
         let outcome = runner
             .train(&data)
             .map_err(|e| stopped(e, out.out.as_deref()))?;
@@ -133,10 +156,7 @@ where
         .checkpoint_into(dir, state.checkpoint_every)
         .resume(true);
     stop_on_ctrl_c(runner.interrupter());
-    let data = runner.prepare()?;
-    if !print.quiet_progress() {
-        print_data(&data);
-    }
+    let data = prepared(&runner, print.quiet_progress(), true)?;
     let outcome = runner.train(&data).map_err(|e| stopped(e, Some(dir)))?;
     runner.save(dir, &outcome.report, Some(&outcome.model))?;
     print.print(std::slice::from_ref(&outcome.report));
@@ -223,10 +243,7 @@ where
     stop_on_ctrl_c(runner.interrupter());
     with_out(&out, || {
         let started = Instant::now();
-        let data = runner.prepare()?;
-        if !quiet {
-            print_data(&data);
-        }
+        let data = prepared(&runner, quiet, true)?;
         let reports = runner
             .compare(&methods, &data, out.out.as_deref(), |r| {
                 if !quiet {
@@ -279,10 +296,7 @@ where
     stop_on_ctrl_c(runner.interrupter());
     with_out(&out, || {
         let started = Instant::now();
-        let data = runner.prepare()?;
-        if !quiet {
-            print_data(&data);
-        }
+        let data = prepared(&runner, quiet, true)?;
         let comparison = runner
             .compare_seeds(&plan, &data, out.out.as_deref(), |r| {
                 if !quiet {
@@ -430,10 +444,7 @@ where
     let runner = Runner::new(task, train)?
         .quiet(print.quiet_progress())
         .tolerance(args.tolerance);
-    let data = runner.prepare()?;
-    if !print.quiet {
-        print_data(&data);
-    }
+    let data = prepared(&runner, print.quiet, false)?;
     let (report, model) = runner.evaluate_saved(adapter, &data)?;
     if let Some(out) = &args.out {
         runner.save(out, &report, Some(&model))?;
@@ -490,10 +501,7 @@ fn eval_base_cmd(args: EvalArgs) -> Result<(), Failure> {
     }
     let print = &args.print;
     let runner = Runner::new(CausalLmTask::new(task), train)?.quiet(print.quiet_progress());
-    let data = runner.prepare()?;
-    if !print.quiet {
-        print_data(&data);
-    }
+    let data = prepared(&runner, print.quiet, false)?;
     let report = runner.evaluate_base(&data)?;
     print.emit(&report, || {
         let figures: Vec<String> = report
@@ -971,10 +979,7 @@ where
         print: print.clone(),
     };
     with_out(&out_args, || {
-        let data = runner.prepare()?;
-        if !print.quiet_progress() {
-            print_data(&data);
-        }
+        let data = prepared(&runner, print.quiet_progress(), false)?;
         let imported = runner.import_peft(peft, &data.meta)?;
         let report = runner.evaluate(imported.clone(), &data)?;
         runner.save(out, &report, Some(&imported))?;

@@ -116,15 +116,7 @@ fn main() -> ExitCode {
             backend,
             print,
         } => import_cmd(
-            peft,
-            out,
-            task,
-            layers,
-            data,
-            method,
-            scaling,
-            backend,
-            print,
+            peft, out, task, layers, data, method, scaling, backend, print,
         ),
         Command::Memory(args) => memory_cmd(args),
         Command::Plot {

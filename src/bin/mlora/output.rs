@@ -42,6 +42,17 @@ pub fn print_table(reports: &[Report]) {
         }
         println!("{line}");
     }
+    // the trivial baseline: always the test split's most frequent label
+    if let Some(majority) = reports
+        .first()
+        .and_then(|r| r.data.as_ref())
+        .and_then(|d| d.majority_accuracy)
+    {
+        println!(
+            "{:>12} | {:>15.2}%  (always the most frequent test label)",
+            "majority", majority
+        );
+    }
 }
 
 /// A one-line summary of a task's prepared data.

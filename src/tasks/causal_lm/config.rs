@@ -38,6 +38,10 @@ pub struct CausalLmConfig {
     /// The dtype the frozen base's matrices are held in.
     #[serde(default)]
     pub base_dtype: BaseDtype,
+    /// Remove test rows whose prompt, trimmed, also occurs among the
+    /// training rows (before `test_n` is applied).
+    #[serde(default)]
+    pub drop_overlap: bool,
 }
 
 impl CausalLmConfig {
@@ -59,6 +63,7 @@ impl CausalLmConfig {
             gen_batch: 16,
             layers: None,
             base_dtype: BaseDtype::F32,
+            drop_overlap: false,
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::models::llama::{
 };
 use crate::models::{BaseDtype, LoadError};
 use crate::tasks::load_error;
-use crate::train::{RankMetrics, RunError, Setting, Task, TaskData};
+use crate::train::{RankMetrics, RunError, Setting, SplitSummary, Task, TaskData, overlapping};
 use burn::prelude::*;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -31,6 +31,11 @@ pub struct CausalLmMeta {
     pub train_counts: SftCounts,
     /// What truncation did to the test rows.
     pub test_counts: SftCounts,
+    /// Test rows whose prompt also occurs among the training rows (with
+    /// `drop_overlap`: the rows removed).
+    pub test_overlap: usize,
+    /// Whether those rows were removed.
+    pub overlap_dropped: bool,
 }
 
 /// Fine-tuning a Llama-family decoder (a Hugging Face directory or a GGUF
@@ -129,8 +134,10 @@ impl CausalLmTask {
         })
     }
 
-    /// The train and test rows by the split rule, each cut to its `n`.
-    fn rows(&self) -> Result<(Vec<InstructRow>, Vec<InstructRow>), RunError> {
+    /// The train and test rows by the split rule, each cut to its `n`, and
+    /// the test rows whose prompt also occurs in training (removed first
+    /// with `drop_overlap`).
+    fn rows(&self) -> Result<(Vec<InstructRow>, Vec<InstructRow>, usize), RunError> {
         let c = &self.config;
         let rows = self.read(&c.data, "data")?;
         let (mut train, mut test) = match &c.test_data {
@@ -147,10 +154,7 @@ impl CausalLmTask {
                 (train, test)
             }
         };
-        for (split, rows, n, key) in [
-            ("train", &mut train, c.train_n, "train_n"),
-            ("test", &mut test, c.test_n, "test_n"),
-        ] {
+        let cut = |split: &str, rows: &mut Vec<InstructRow>, n: Option<usize>, key| {
             if let Some(n) = n {
                 if n > rows.len() {
                     return Err(RunError::invalid(
@@ -169,8 +173,27 @@ impl CausalLmTask {
                     format!("the {split} split is empty"),
                 ));
             }
+            Ok(())
+        };
+        let overlap = |train: &[InstructRow], test: &[InstructRow]| {
+            overlapping(
+                train.iter().map(|r| r.prompt.as_str()),
+                test.iter().map(|r| r.prompt.as_str()),
+            )
+        };
+        cut("train", &mut train, c.train_n, "train_n")?;
+        let mut test_overlap = 0;
+        if c.drop_overlap {
+            let flags = overlap(&train, &test);
+            test_overlap = flags.iter().filter(|f| **f).count();
+            let mut keep = flags.into_iter().map(|f| !f);
+            test.retain(|_| keep.next().unwrap_or(true));
         }
-        Ok((train, test))
+        cut("test", &mut test, c.test_n, "test_n")?;
+        if !c.drop_overlap {
+            test_overlap = overlap(&train, &test).iter().filter(|f| **f).count();
+        }
+        Ok((train, test, test_overlap))
     }
 
     fn tokenizer(&self, eos: u32) -> Result<SftTokenizer, RunError> {
@@ -247,6 +270,14 @@ impl Task for CausalLmTask {
                 ),
             );
         }
+        for (key, n) in [("train_n", c.train_n), ("test_n", c.test_n)] {
+            if n == Some(0) {
+                return invalid(
+                    key,
+                    "must be at least 1 (a split without rows trains or measures nothing)".into(),
+                );
+            }
+        }
         if c.gen_batch == 0 {
             return invalid("gen_batch", "must be at least 1".into());
         }
@@ -265,7 +296,7 @@ impl Task for CausalLmTask {
         let model = self.model_config()?;
         let eos_ids = model.eos_ids();
         let tokenizer = self.tokenizer(eos_ids[0])?;
-        let (train, test) = self.rows()?;
+        let (train, test, test_overlap) = self.rows()?;
         let encode = |rows: &[InstructRow], split: &str| {
             let (examples, counts) = tokenizer.encode(rows).map_err(|e| match e {
                 InstructError::PromptTooLong { .. } => {
@@ -305,6 +336,8 @@ impl Task for CausalLmTask {
                 eos_ids,
                 train_counts,
                 test_counts,
+                test_overlap,
+                overlap_dropped: self.config.drop_overlap,
             },
         })
     }
@@ -391,6 +424,15 @@ impl Task for CausalLmTask {
         if let Some(loss) = per_rank.get("loss") {
             let ppl = loss.iter().map(|l| l.exp()).collect();
             per_rank.insert("perplexity".into(), ppl);
+        }
+    }
+
+    /// Test rows whose prompt also occurs among the training rows.
+    fn split_summary(&self, data: &TaskData<SftExample, CausalLmMeta>) -> SplitSummary {
+        SplitSummary {
+            test_overlap: Some(data.meta.test_overlap),
+            overlap_dropped: data.meta.overlap_dropped,
+            ..SplitSummary::default()
         }
     }
 

@@ -34,6 +34,10 @@ pub struct ClassifyConfig {
     pub max_len: usize,
     /// Keep only the first `n` encoder layers (`None`: all).
     pub layers: Option<usize>,
+    /// Remove test rows whose text, trimmed, also occurs among the training
+    /// rows (before `test_n` is applied).
+    #[serde(default)]
+    pub drop_overlap: bool,
 }
 
 impl ClassifyConfig {
@@ -55,6 +59,7 @@ impl ClassifyConfig {
             test_n: Some(1000),
             max_len: 48,
             layers: None,
+            drop_overlap: false,
         }
     }
 

@@ -12,18 +12,25 @@ use crate::io::manifest::sha256_hex;
 use crate::models::LoadError;
 use crate::models::bert::{BertConfig, BertEncoder, DEFAULT_TARGETS};
 use crate::tasks::load_error;
-use crate::train::{RunError, Setting, Task, TaskData};
+use crate::train::{RunError, Setting, SplitSummary, Task, TaskData, overlapping};
 use burn::prelude::*;
 use serde_json::{Map, Value};
 
 /// What the classifier learns from its data: the label names (label id =
-/// position) and how many rows other labels cost.
-#[derive(Debug, Clone, PartialEq)]
+/// position), how many rows other labels cost, and what the data checks need.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClassLabels {
     /// The label names, in label-id order.
     pub names: Vec<String>,
     /// Rows dropped because their label is not in the label set.
     pub dropped: usize,
+    /// Test rows whose text also occurs among the training rows (with
+    /// `drop_overlap`: the rows removed).
+    pub test_overlap: usize,
+    /// Whether those rows were removed.
+    pub overlap_dropped: bool,
+    /// Settings that emptied a label's training rows (`train_n`, `test_every`).
+    pub shaped_by: Vec<String>,
 }
 
 impl ClassLabels {
@@ -162,6 +169,14 @@ impl Task for ClassifyTask {
                 return Err(self.data_error(e));
             }
         }
+        for (key, n) in [("train_n", c.train_n), ("test_n", c.test_n)] {
+            if n == Some(0) {
+                return Err(RunError::invalid(
+                    Setting::Task(key),
+                    "must be at least 1 (a split without rows trains or measures nothing)",
+                ));
+            }
+        }
         if c.layers == Some(0) {
             return Err(RunError::invalid(
                 Setting::Task("layers"),
@@ -191,9 +206,49 @@ impl Task for ClassifyTask {
             label_col: c.label_col.clone(),
             labels: c.labels.clone(),
         };
-        let data = TextClassificationData::from_csv(&c.data, &spec, &self.split_rule())
-            .and_then(|d| d.truncate(c.train_n, c.test_n))
+        let full = TextClassificationData::from_csv(&c.data, &spec, &self.split_rule())
             .map_err(|e| self.data_error(e))?;
+        let n_labels = full.labels.len();
+        let count = |rows: &[TextExample]| {
+            let mut n = vec![0usize; n_labels];
+            rows.iter().for_each(|r| n[r.label] += 1);
+            n
+        };
+        let (whole_train, whole_test) = (count(&full.train), count(&full.test));
+        let mut data = full
+            .truncate(c.train_n, None)
+            .map_err(|e| self.data_error(e))?;
+        let overlap = |data: &TextClassificationData| {
+            overlapping(
+                data.train.iter().map(|r| r.text.as_str()),
+                data.test.iter().map(|r| r.text.as_str()),
+            )
+        };
+        let mut test_overlap = 0;
+        if c.drop_overlap {
+            let flags = overlap(&data);
+            test_overlap = flags.iter().filter(|f| **f).count();
+            let mut keep = flags.into_iter().map(|f| !f);
+            data.test.retain(|_| keep.next().unwrap_or(true));
+        }
+        let data = data
+            .truncate(None, c.test_n)
+            .map_err(|e| self.data_error(e))?;
+        if !c.drop_overlap {
+            test_overlap = overlap(&data).iter().filter(|f| **f).count();
+        }
+        // What emptied a label's training rows, to name it.
+        let train_now = count(&data.train);
+        let mut shaped_by = Vec::new();
+        let emptied = |i: usize| train_now[i] == 0;
+        if c.train_n.is_some() && (0..train_now.len()).any(|i| emptied(i) && whole_train[i] > 0) {
+            shaped_by.push("train_n".to_string());
+        }
+        if c.test_data.is_none()
+            && (0..train_now.len()).any(|i| emptied(i) && whole_train[i] == 0 && whole_test[i] > 0)
+        {
+            shaped_by.push("test_every".to_string());
+        }
         let tokenizer = TextTokenizer::from_file(&c.model.join("tokenizer.json"), c.max_len)
             .map_err(load_error)?;
         let tokenize = |rows: &[TextExample]| -> Result<Vec<TokenizedExample>, RunError> {
@@ -229,6 +284,9 @@ impl Task for ClassifyTask {
             meta: ClassLabels {
                 names: data.labels,
                 dropped: data.dropped,
+                test_overlap,
+                overlap_dropped: c.drop_overlap,
+                shaped_by,
             },
         })
     }
@@ -260,5 +318,21 @@ impl Task for ClassifyTask {
 
     fn trainable_modules(&self) -> Vec<String> {
         vec!["head".to_string()]
+    }
+
+    /// Rows per label in both splits, the majority-class accuracy of the
+    /// test split, and test rows whose text also occurs in training.
+    fn split_summary(&self, data: &TaskData<TokenizedExample, ClassLabels>) -> SplitSummary {
+        let labels = &data.meta;
+        SplitSummary {
+            test_overlap: Some(labels.test_overlap),
+            overlap_dropped: labels.overlap_dropped,
+            shaped_by: labels.shaped_by.clone(),
+            ..SplitSummary::of_labels(
+                &labels.names,
+                &labels.counts(&data.train),
+                &labels.counts(&data.test),
+            )
+        }
     }
 }

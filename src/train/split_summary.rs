@@ -1,0 +1,211 @@
+//! Data sanity: what a task says about its prepared splits, the checks the
+//! [`Runner`](super::Runner) makes of it before training (a degenerate
+//! split is an error, not an excellent-looking result), the warnings it
+//! gives, and the `data` section of `report.json`.
+
+use super::error::{RunError, Setting};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+
+/// What a task knows about its splits ([`Task::split_summary`](super::Task::split_summary));
+/// every field is optional, and a task that knows nothing returns the default.
+///
+/// ```
+/// use matryoshka_lora::train::SplitSummary;
+/// let summary = SplitSummary::of_labels(
+///     &["plot".into(), "rotten".into()],
+///     &[64, 0],
+///     &[30, 2],
+/// );
+/// assert_eq!(summary.majority_accuracy, Some(93.75));
+/// let e = summary.check().unwrap_err();
+/// assert!(e.to_string().contains("no training rows of `rotten`"), "{e}");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SplitSummary {
+    /// Training rows per class label (classification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_counts: Option<BTreeMap<String, usize>>,
+    /// Test rows per class label (classification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_counts: Option<BTreeMap<String, usize>>,
+    /// Test rows whose input (a classifier's text, a causal LM's prompt),
+    /// trimmed, also occurs among the training rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_overlap: Option<usize>,
+    /// Whether those rows were removed from the test split (`--drop-overlap`);
+    /// `test_overlap` then counts the rows removed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overlap_dropped: bool,
+    /// The accuracy (%) of always answering the test split's most frequent label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub majority_accuracy: Option<f64>,
+    /// Settings that shaped the training split beyond the label set (e.g.
+    /// `train_n` keeping the file's first rows): named when it is degenerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shaped_by: Vec<String>,
+}
+
+impl SplitSummary {
+    /// The summary of a classifier's splits: `names` in label-id order, rows
+    /// per label in each split; `majority_accuracy` from the test counts.
+    pub fn of_labels(names: &[String], train: &[usize], test: &[usize]) -> Self {
+        let counts = |n: &[usize]| -> BTreeMap<String, usize> {
+            names.iter().cloned().zip(n.iter().copied()).collect()
+        };
+        Self {
+            train_counts: Some(counts(train)),
+            test_counts: Some(counts(test)),
+            majority_accuracy: majority_accuracy(test),
+            ..Self::default()
+        }
+    }
+
+    /// Refuses a degenerate training split: a label with no training rows,
+    /// or a single class. The error names `--labels` (and any setting in
+    /// `shaped_by`) with the counts of both splits.
+    pub fn check(&self) -> Result<(), RunError> {
+        let Some(train) = &self.train_counts else {
+            return Ok(());
+        };
+        let missing: Vec<&String> = train
+            .iter()
+            .filter(|(_, n)| **n == 0)
+            .map(|(l, _)| l)
+            .collect();
+        let why = if train.len() < 2 {
+            format!("only one label ({})", list(train.keys()))
+        } else if let Some(&label) = missing.first().filter(|_| missing.len() == 1) {
+            format!("no training rows of `{label}`")
+        } else if !missing.is_empty() {
+            format!("no training rows of {}", list(missing.iter().copied()))
+        } else {
+            return Ok(());
+        };
+        let counts = |c: &Option<BTreeMap<String, usize>>| match c {
+            Some(c) => c
+                .iter()
+                .map(|(l, n)| format!("{l} {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => "?".into(),
+        };
+        let shaped: Vec<String> = self
+            .shaped_by
+            .iter()
+            .map(|s| format!("--{}", s.replace('_', "-")))
+            .collect();
+        let hint = match shaped.as_slice() {
+            [] => String::new(),
+            flags => format!(
+                " ({} chose these rows: change it, or shuffle the file)",
+                flags.join(" and ")
+            ),
+        };
+        Err(RunError::invalid(
+            Setting::Task("labels"),
+            format!(
+                "the training split is degenerate, {why}: train [{}], test [{}]{hint}; every label of --labels needs training rows",
+                counts(&self.train_counts),
+                counts(&self.test_counts),
+            ),
+        ))
+    }
+
+    /// One line per thing a reader of the results should know: labels with
+    /// no test rows (their accuracy cannot be measured), test rows that also
+    /// occur in training.
+    pub fn warnings(&self, test_rows: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(test) = &self.test_counts {
+            for (label, _) in test.iter().filter(|(_, n)| **n == 0) {
+                out.push(format!(
+                    "warning: label `{label}` has no test rows: its accuracy cannot be measured"
+                ));
+            }
+        }
+        match self.test_overlap {
+            Some(n) if n > 0 && self.overlap_dropped => out.push(format!(
+                "warning: {n} test rows also occur in training and were dropped (--drop-overlap); {test_rows} test rows remain"
+            )),
+            Some(n) if n > 0 => out.push(format!(
+                "warning: {n} of {test_rows} test rows also occur in training (--drop-overlap removes them)"
+            )),
+            _ => {}
+        }
+        out
+    }
+}
+
+fn list<'a>(labels: impl Iterator<Item = &'a String>) -> String {
+    labels
+        .map(|l| format!("`{l}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The accuracy (%) of always answering the most frequent label of `counts`
+/// (`None` for an empty split).
+pub fn majority_accuracy(counts: &[usize]) -> Option<f64> {
+    let total: usize = counts.iter().sum();
+    let most = counts.iter().copied().max()?;
+    (total > 0).then(|| 100.0 * most as f64 / total as f64)
+}
+
+/// Which of `test` (keys, e.g. texts) also occur in `train`, after trimming.
+pub fn overlapping<'a>(
+    train: impl IntoIterator<Item = &'a str>,
+    test: impl IntoIterator<Item = &'a str>,
+) -> Vec<bool> {
+    let seen: HashSet<&str> = train.into_iter().map(str::trim).collect();
+    test.into_iter().map(|t| seen.contains(t.trim())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn majority_accuracy_is_the_most_frequent_labels_share() {
+        // 7 fresh, 2 rotten, 1 plot: always "fresh" is right 7 times in 10
+        assert_eq!(majority_accuracy(&[2, 7, 1]), Some(70.0));
+        assert_eq!(majority_accuracy(&[32]), Some(100.0));
+        assert_eq!(majority_accuracy(&[0, 0]), None);
+        assert_eq!(majority_accuracy(&[]), None);
+    }
+
+    #[test]
+    fn degenerate_training_splits_are_errors_naming_the_flags() {
+        let names = ["fresh".to_string(), "plot".into(), "rotten".into()];
+        let mut s = SplitSummary::of_labels(&names, &[0, 64, 0], &[0, 32, 0]);
+        s.shaped_by = vec!["train_n".into()];
+        let e = s.check().unwrap_err();
+        assert_eq!(e.setting(), Some(Setting::Task("labels")));
+        let m = e.to_string();
+        assert!(m.contains("no training rows of `fresh`, `rotten`"), "{m}");
+        assert!(m.contains("train [fresh 0, plot 64, rotten 0]"), "{m}");
+        assert!(m.contains("test [fresh 0, plot 32, rotten 0]"), "{m}");
+        assert!(m.contains("--train-n chose these rows"), "{m}");
+        let one = SplitSummary::of_labels(&names[1..2], &[64], &[32]);
+        assert!(
+            one.check()
+                .unwrap_err()
+                .to_string()
+                .contains("only one label (`plot`)")
+        );
+        let fine = SplitSummary::of_labels(&names, &[3, 4, 5], &[0, 2, 2]);
+        fine.check().unwrap();
+        assert_eq!(
+            fine.warnings(4),
+            ["warning: label `fresh` has no test rows: its accuracy cannot be measured"]
+        );
+        assert!(SplitSummary::default().check().is_ok());
+    }
+
+    #[test]
+    fn overlap_is_counted_after_trimming() {
+        let train = ["a b", " c ", "d"];
+        let test = ["c", "e", "a b  ", "A b"];
+        assert_eq!(overlapping(train, test), [true, false, true, false]);
+    }
+}
