@@ -163,6 +163,18 @@ pub fn print_comparison(c: &Comparison) {
             .collect::<Vec<_>>()
             .join(",")
     });
+    // the trivial baseline of the test split the chosen runs were measured on
+    if let Some(majority) = c
+        .runs
+        .iter()
+        .filter(|r| r.chosen)
+        .find_map(|r| r.report.data.as_ref().and_then(|d| d.majority_accuracy))
+    {
+        println!(
+            "{:>12} | {majority:.2}% (always the most frequent test label)",
+            "majority"
+        );
+    }
     println!("seeds {:?}", c.plan.seeds);
     for pair in &c.pairs {
         println!("{}", pair.verdict);
