@@ -1,7 +1,7 @@
 //! The command line: clap definitions, and the mapping from flags to the
 //! library's settings (in one place).
 
-use super::commands::adapter_file;
+use super::artifacts::adapter_file;
 use super::failure::{Failure, bad};
 use super::output::print_table;
 use clap::{Args, Parser, Subcommand, ValueEnum};

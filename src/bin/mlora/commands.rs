@@ -2,29 +2,21 @@
 //! runner and artifact functions, printing.
 
 use super::args::{
-    BenchLlmArgs, BenchRtArgs, DEFAULTS, EvalDataArgs, MemoryArgs, OutArgs, ParallelArgs,
-    PrintArgs, RunArgs, TaskKind, check_sampled_flags,
+    BenchLlmArgs, BenchRtArgs, DEFAULTS, EvalDataArgs, OutArgs, ParallelArgs, PrintArgs, RunArgs,
+    TaskKind, check_sampled_flags,
 };
 use super::failure::{Failure, bad, stopped};
 use super::output::{DataSummary, print_comparison, print_data};
 use burn::train::Interrupter;
-use matryoshka_lora::io::{
-    ADAPTER_FILE, LEGACY_ADAPTER_FILE, MergeError, PeftAdapter, PeftError, REPORT_FILE,
-    ensure_writable_dir, export_gguf_adapter, export_peft, merge_adapter, read_meta, read_peft,
-};
-use matryoshka_lora::models::BaseDtype;
-use matryoshka_lora::models::llama::{LlamaCheckpoint, LlamaConfig, PRESETS};
+use matryoshka_lora::io::{REPORT_FILE, ensure_writable_dir};
 use matryoshka_lora::report::{Report, RunConfig};
-use matryoshka_lora::tasks::causal_lm::{
-    CausalLmConfig, CausalLmTask, DeviceMemory, LlmBench, MemoryPlan,
-};
+use matryoshka_lora::tasks::causal_lm::{CausalLmConfig, CausalLmTask, LlmBench};
 use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask, RtBench};
 use matryoshka_lora::train::{
     ComparePlan, Execution, RunError, Runner, Task, TaskData, TrainConfig, TrainMethod,
     TrainingState,
 };
 use matryoshka_lora::{BackendKind, DeviceSpec};
-use matryoshka_lora::{RankSet, Scaling};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -43,7 +35,10 @@ fn check_out(out: &OutArgs) -> Result<Option<PathBuf>, Failure> {
 
 /// Runs `work` with --out prepared; on bad input (exit 2) an --out this run
 /// created and left empty is removed, so bad input writes nothing.
-fn with_out(out: &OutArgs, work: impl FnOnce() -> Result<(), Failure>) -> Result<(), Failure> {
+pub(crate) fn with_out(
+    out: &OutArgs,
+    work: impl FnOnce() -> Result<(), Failure>,
+) -> Result<(), Failure> {
     let created = check_out(out)?;
     let result = work();
     if let (Err(Failure { code: 2, .. }), Some(dir)) = (&result, created) {
@@ -73,7 +68,7 @@ pub fn train_cmd(run: RunArgs, resume: Option<PathBuf>, out: OutArgs) -> Result<
 /// The runner's data (`for_training`: with the training split's checks,
 /// else for evaluation only), its summary line unless `quiet`, and its
 /// warnings (labels without test rows, test rows seen in training) always.
-fn prepared<T: Task>(
+pub(crate) fn prepared<T: Task>(
     runner: &Runner<T>,
     quiet: bool,
     for_training: bool,
@@ -571,141 +566,6 @@ pub fn bench_llm_cmd(args: BenchLlmArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `mlora memory`: the formula's bytes per device for each rank and dtype.
-pub fn memory_cmd(args: MemoryArgs) -> Result<(), Failure> {
-    let model = match &args.model {
-        Some(dir) => LlamaCheckpoint::open(dir)
-            .and_then(|c| c.config())
-            .map_err(|e| bad("--model", e))?,
-        None => LlamaConfig::preset(&args.config).ok_or_else(|| {
-            bad(
-                "--config",
-                format!(
-                    "unknown model shape `{}`: use one of {}",
-                    args.config,
-                    PRESETS.join(", ")
-                ),
-            )
-        })?,
-    };
-    let devices = args.devices.as_ref().map_or(1, |d| d.0.len());
-    let pieces = devices * args.grad_accum;
-    if args.grad_accum == 0 {
-        return Err(bad("--grad-accum", "must be at least 1, got 0"));
-    }
-    if args.batch == 0 || !args.batch.is_multiple_of(pieces) {
-        return Err(bad(
-            "--batch",
-            format!(
-                "must be a positive multiple of {pieces} ({devices} devices x {} accumulation steps)",
-                args.grad_accum
-            ),
-        ));
-    }
-    let scored = args.scored.unwrap_or(args.seq / 2);
-    if scored > args.seq {
-        return Err(bad(
-            "--scored",
-            format!("at most --seq ({}), got {scored}", args.seq),
-        ));
-    }
-    let mut rows = Vec::new();
-    for &rank in &args.rank {
-        if rank == 0 {
-            return Err(bad("--rank", "must be at least 1"));
-        }
-        for &base_dtype in &args.base_dtype {
-            let plan = MemoryPlan {
-                model: &model,
-                layers: None,
-                rank,
-                base_dtype,
-                rows: args.batch / pieces,
-                seq: args.seq,
-                scored,
-                devices,
-                strategy: args.strategy,
-            };
-            let (first, other) = plan.per_device();
-            rows.push(MemoryRow {
-                rank,
-                base_dtype,
-                adapter_params: plan.adapter_params(),
-                rows_per_device: plan.rows,
-                first_device_gib: Gib::of(first),
-                other_device_total_gib: (devices > 1).then(|| Gib::of(other).total),
-            });
-        }
-    }
-    args.print.emit(&rows, || {
-        let mut text = format!(
-            "{} ({} layers, {:.2} B base parameters), {} device(s), {}, {} row(s) x {} tokens ({} scored) per device per micro-batch:\n",
-            args.model.as_ref().map_or(args.config.clone(), |d| d.display().to_string()),
-            model.num_hidden_layers,
-            model.parameter_count() as f64 / 1e9,
-            devices,
-            args.strategy,
-            args.batch / pieces,
-            args.seq,
-            scored
-        );
-        text.push_str("   R | base |  adapter params |  base GiB | adapters GiB | activations GiB | logits GiB | attention GiB | first device GiB | other devices GiB\n");
-        for r in &rows {
-            let f = &r.first_device_gib;
-            text.push_str(&format!(
-                "{:>4} | {:>4} | {:>15} | {:>9.2} | {:>12.2} | {:>15.2} | {:>10.2} | {:>13.2} | {:>16.2} | {:>17}\n",
-                r.rank,
-                r.base_dtype.to_string(),
-                r.adapter_params,
-                f.parts.base,
-                f.parts.adapters,
-                f.parts.activations,
-                f.parts.logits,
-                f.parts.workspace,
-                f.total,
-                r.other_device_total_gib.map_or("-".to_string(), |g| format!("{g:.2}")),
-            ));
-        }
-        text.trim_end().to_string()
-    });
-    Ok(())
-}
-
-/// One line of `mlora memory`: a rank and base dtype.
-#[derive(serde::Serialize)]
-struct MemoryRow {
-    rank: usize,
-    base_dtype: BaseDtype,
-    adapter_params: usize,
-    rows_per_device: usize,
-    first_device_gib: Gib,
-    other_device_total_gib: Option<f64>,
-}
-
-/// A device's memory in GiB, by part and in all.
-#[derive(serde::Serialize)]
-struct Gib {
-    #[serde(flatten)]
-    parts: DeviceMemory,
-    total: f64,
-}
-
-impl Gib {
-    fn of(bytes: DeviceMemory) -> Self {
-        let gib = |b: f64| b / f64::from(1u32 << 30);
-        Self {
-            parts: DeviceMemory {
-                base: gib(bytes.base),
-                adapters: gib(bytes.adapters),
-                activations: gib(bytes.activations),
-                logits: gib(bytes.logits),
-                workspace: gib(bytes.workspace),
-            },
-            total: gib(bytes.total()),
-        }
-    }
-}
-
 /// Where a bench ran: `flex`, `cuda:0,cuda:1`, with `(accumulating N)`.
 fn placement(backend: &BackendKind, devices: &[DeviceSpec], grad_accum: usize) -> String {
     let on = if devices.is_empty() {
@@ -732,260 +592,6 @@ fn execution_of(
     let mut train = TrainConfig::default();
     parallel.apply(Some(backend), &mut train)?;
     Ok((train.backend, Execution::of(&train)))
-}
-
-/// The adapter file of a run directory (or the file itself).
-pub fn adapter_file(dir: &Path) -> PathBuf {
-    if dir.is_dir() {
-        dir.join(ADAPTER_FILE)
-    } else {
-        dir.to_path_buf()
-    }
-}
-
-/// The adapter file of a run directory for merging or exporting, which need
-/// the module names only the current format records.
-fn named_adapter(dir: &Path) -> Result<PathBuf, Failure> {
-    let file = adapter_file(dir);
-    if !file.is_file() && dir.join(LEGACY_ADAPTER_FILE).is_file() {
-        return Err(bad(
-            "--adapter",
-            format!(
-                "{} was saved by an earlier version ({LEGACY_ADAPTER_FILE}, without module names): write it in the current format with `mlora eval --adapter {} --out NEW`, then use NEW",
-                dir.display(),
-                dir.display()
-            ),
-        ));
-    }
-    Ok(file)
-}
-
-/// The base model of a saved adapter, unless `model` names one.
-fn base_model(adapter: &Path, model: Option<PathBuf>) -> Result<PathBuf, Failure> {
-    if let Some(model) = model {
-        return Ok(model);
-    }
-    let meta = read_meta(adapter).map_err(|e| bad("--adapter", e))?;
-    meta.config["model"]
-        .as_str()
-        .map(PathBuf::from)
-        .ok_or_else(|| {
-            bad(
-                "--model",
-                "the adapter does not say which model it was trained on: give --model",
-            )
-        })
-}
-
-pub fn merge_cmd(
-    adapter: PathBuf,
-    rank: usize,
-    out: PathBuf,
-    model: Option<PathBuf>,
-    print: PrintArgs,
-) -> Result<(), Failure> {
-    let file = named_adapter(&adapter)?;
-    let model = base_model(&file, model)?;
-    let summary = merge_adapter(&model, &file, rank, &out).map_err(|e| match e {
-        MergeError::Rank { .. } => bad("--rank", e),
-        MergeError::IntoBase(_) => bad("--out", e),
-        MergeError::Adapter(_) => bad("--adapter", e),
-        MergeError::Model(_) | MergeError::MissingWeight { .. } | MergeError::Shape { .. } => {
-            bad("--model", e)
-        }
-        other => Failure {
-            code: 1,
-            message: other.to_string(),
-        },
-    })?;
-    let json = serde_json::json!({
-        "rank": summary.rank,
-        "scale": summary.scale,
-        "merged": summary.merged,
-        "weight_files": summary.weight_files,
-        "copied": summary.copied,
-        "out": out,
-    });
-    print.emit(json, || {
-        format!(
-            "merged {} weights at rank {} (scale {:.4}) into {}",
-            summary.merged.len(),
-            summary.rank,
-            summary.scale,
-            out.display()
-        )
-    });
-    Ok(())
-}
-
-pub fn export_cmd(
-    adapter: PathBuf,
-    rank: usize,
-    peft: PathBuf,
-    base_model: Option<String>,
-    print: PrintArgs,
-) -> Result<(), Failure> {
-    let file = named_adapter(&adapter)?;
-    let export = export_peft(&file, rank, &peft, base_model.as_deref()).map_err(|e| match e {
-        PeftError::Rank { .. } => bad("--rank", e),
-        PeftError::Adapter(_) | PeftError::Invalid { .. } => bad("--adapter", e),
-        other => Failure {
-            code: 1,
-            message: other.to_string(),
-        },
-    })?;
-    let json = serde_json::json!({"peft": peft, "config": export.config, "keys": export.keys});
-    print.emit(json, || {
-        format!(
-            "exported rank {} (scale {:.4}) of {} adapted modules to {}",
-            export.config.r,
-            export.config.scale(),
-            export
-                .config
-                .target_modules
-                .as_array()
-                .map(|t| t.len())
-                .unwrap_or_default(),
-            peft.display()
-        )
-    });
-    Ok(())
-}
-
-/// `mlora export --gguf`: the rank-k adapter as llama.cpp's LoRA adapter.
-pub fn export_gguf_cmd(
-    adapter: PathBuf,
-    rank: usize,
-    gguf: PathBuf,
-    model: Option<PathBuf>,
-    print: PrintArgs,
-) -> Result<(), Failure> {
-    let file = named_adapter(&adapter)?;
-    let base = base_model(&file, model)?;
-    let config = LlamaCheckpoint::open(&base)
-        .and_then(|c| c.config())
-        .map_err(|e| bad("--model", e))?;
-    let export = export_gguf_adapter(&file, rank, &config, &gguf).map_err(|e| match e {
-        PeftError::Rank { .. } => bad("--rank", e),
-        PeftError::Adapter(_) | PeftError::Invalid { .. } | PeftError::Unsupported { .. } => {
-            bad("--adapter", e)
-        }
-        other => Failure {
-            code: 1,
-            message: other.to_string(),
-        },
-    })?;
-    let json = serde_json::json!({
-        "gguf": export.path,
-        "rank": export.rank,
-        "alpha": export.alpha,
-        "scale": export.scale,
-        "tensors": export.tensors,
-    });
-    print.emit(json, || {
-        format!(
-            "exported rank {} (scale {:.4}, adapter.lora.alpha {:.4}) of {} adapted modules to {} (llama-cli -m {} --lora {})",
-            export.rank,
-            export.scale,
-            export.alpha,
-            export.tensors.len() / 2,
-            gguf.display(),
-            base.display(),
-            gguf.display()
-        )
-    });
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn import_cmd(
-    peft_dir: PathBuf,
-    out: PathBuf,
-    task: Option<TaskKind>,
-    layers: Option<usize>,
-    data_args: EvalDataArgs,
-    method: TrainMethod,
-    scaling: Scaling,
-    backend: BackendKind,
-    print: PrintArgs,
-) -> Result<(), Failure> {
-    let peft = read_peft(&peft_dir).map_err(|e| bad("--peft", e))?;
-    let kind = task.unwrap_or(match peft.config.task_type.as_deref() {
-        Some("CAUSAL_LM") => TaskKind::CausalLm,
-        _ => TaskKind::Classify,
-    });
-    let model = data_args.model.clone().unwrap_or_else(|| {
-        peft.config
-            .base_model_name_or_path
-            .as_ref()
-            .map(PathBuf::from)
-            .filter(|p| p.exists())
-            .unwrap_or_else(|| PathBuf::from("assets"))
-    });
-    data_args.rest.check_task(kind)?;
-    if layers.is_some() && kind != TaskKind::CausalLm {
-        return Err(bad("--layers", "applies to --task causal-lm only"));
-    }
-    let r = peft.config.r;
-    let train = TrainConfig {
-        targets: Some(peft.targets()),
-        method,
-        rank: r,
-        ranks: RankSet::powers_of_two(r)
-            .map_err(|e| bad("--peft", e))?
-            .ranks()
-            .to_vec(),
-        scaling,
-        backend,
-        ..TrainConfig::default()
-    };
-    match kind {
-        TaskKind::Classify => {
-            let mut task = ClassifyConfig::new(&model, data_args.data);
-            data_args.rest.apply(&mut task);
-            let runner = Runner::new(ClassifyTask::new(task), train)?;
-            import_task(runner, &peft, &out, &print)
-        }
-        TaskKind::CausalLm => {
-            let data = data_args.data.ok_or_else(|| {
-                bad(
-                    "--data",
-                    "--task causal-lm needs the JSONL rows to evaluate the imported adapter on",
-                )
-            })?;
-            let mut task = CausalLmConfig::new(model, data);
-            data_args.rest.apply_lm(&mut task);
-            task.layers = layers;
-            let runner = Runner::new(CausalLmTask::new(task), train)?;
-            import_task(runner, &peft, &out, &print)
-        }
-    }
-}
-
-/// Imports `peft` through `runner`'s task, evaluates every nested rank and
-/// saves the run in `out`.
-fn import_task<T: Task>(
-    runner: Runner<T>,
-    peft: &PeftAdapter,
-    out: &Path,
-    print: &PrintArgs,
-) -> Result<(), Failure>
-where
-    TaskData<T::Item, T::Meta>: DataSummary,
-{
-    let runner = runner.quiet(print.quiet_progress());
-    let out_args = OutArgs {
-        out: Some(out.to_path_buf()),
-        print: print.clone(),
-    };
-    with_out(&out_args, || {
-        let data = prepared(&runner, print.quiet_progress(), false)?;
-        let imported = runner.import_peft(peft, &data.meta)?;
-        let report = runner.evaluate(imported.clone(), &data)?;
-        runner.save(out, &report, Some(&imported))?;
-        print.print(std::slice::from_ref(&report));
-        Ok(())
-    })
 }
 
 /// The saved settings `now` changes, one line each with the flag that changed it.

@@ -5,16 +5,21 @@
 //!
 //! A thin layer over the library: clap definitions and the flag-to-settings
 //! mapping (`args`), errors back to flags and exit codes (`failure`), one
-//! function per subcommand (`commands`), printing (`output`).
+//! function per subcommand (`commands`; `artifacts` for merge, export and
+//! import; `memory`), printing (`output`).
 
 mod args;
+mod artifacts;
 mod commands;
 mod failure;
+mod memory;
 mod output;
 
 use args::{BenchCommand, Cli, Command};
+use artifacts::*;
 use clap::Parser;
 use commands::*;
+use memory::memory_cmd;
 use std::process::ExitCode;
 
 /// A clap error as one line: its message without the usage hint.
