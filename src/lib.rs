@@ -27,9 +27,11 @@
 //!   several with gradient accumulation: `TrainConfig::devices`), evaluates
 //!   every rank, and writes the report, checkpoint and plot.
 //! - [`tasks`]: the crate's tasks ([`tasks::classify`], [`tasks::causal_lm`]);
-//!   [`models`]: model families (BERT, Llama) and the shared Hugging Face
-//!   weight loader; [`data`]: CSV text
-//!   data; [`io`]: checkpoints and atomic writes; [`report`], [`plot`];
+//!   [`models`]: model families (BERT, Llama) and the shared weight loader
+//!   (Hugging Face safetensors, or GGUF files through [`models::gguf`]);
+//!   [`data`]: CSV text and JSONL instruction data; [`io`]: checkpoints,
+//!   atomic writes, PEFT and llama.cpp (GGUF) adapter export, merges;
+//!   [`train::SplitSummary`]: data sanity checks; [`report`], [`plot`];
 //!   [`kernels`]: the fused CPU compute path; [`backend`]: the device,
 //!   chosen in one place; [`host_memory`]: the allocator setting for CPU
 //!   training.
