@@ -338,6 +338,9 @@ fn cli_trains_on_a_gguf_base_and_exports_a_llama_cpp_adapter() {
     let peft_scale = peft_config.scale();
     assert!((peft_scale - meta.scaling.factor(2)).abs() < 1e-12);
 
+    // an adapter file given as a model is refused, saying what it is
+    let e = GgufModel::open(&out).unwrap_err().to_string();
+    assert!(e.contains("general.type is `adapter`, not a model"), "{e}");
     let file = rlx_gguf::GgufFile::from_path(&out).unwrap();
     let s = |k: &str| file.metadata[k].as_str().unwrap().to_string();
     assert_eq!(s("general.type"), "adapter");

@@ -140,7 +140,7 @@ impl GgufModel {
             && kind != "model"
         {
             return Err(model.bad(format!(
-                "general.type is `{kind}`, not a model (is this an adapter? give it to --adapter/--init-adapter instead)"
+                "general.type is `{kind}`, not a model (a llama.cpp adapter file? give the base model's GGUF file)"
             )));
         }
         Ok(model)
