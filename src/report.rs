@@ -88,6 +88,11 @@ pub struct Report {
     pub data: Option<SplitSummary>,
     /// Every setting used.
     pub config: RunConfig,
+    /// One record per evaluated example and rank (the causal LM's
+    /// generations), saved beside the report as the task's records file,
+    /// not in `report.json`.
+    #[serde(skip)]
+    pub records: Vec<Value>,
 }
 
 /// The deployment answer of a rank-accuracy curve: the smallest rank `k` of

@@ -503,3 +503,59 @@ fn gpu_check_fixture_is_this_builds_cpu_run() {
         assert!((w - g).abs() < 1e-4, "{w} vs {g}");
     }
 }
+
+/// A run that generates writes generations.jsonl (in its manifest): one
+/// record per test row and rank, whose `correct` flags give the report's
+/// exact match, and `mlora eval --adapter RUN --out DIR` writes it too.
+#[test]
+fn generating_runs_write_their_generations() {
+    let dir = common::temp_dir("lm-generations");
+    let run = dir.join("run");
+    let (code, _, stderr) = lm_train(&run, &["--ranks", "1,2,4", "--quiet"]);
+    assert_eq!(code, 0, "{stderr}");
+    let check = |run: &std::path::Path| {
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap())
+                .unwrap();
+        let text = std::fs::read_to_string(run.join("generations.jsonl")).unwrap();
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(records.len(), 8 * 3, "8 test rows x 3 ranks");
+        for (i, &k) in [1u64, 2, 4].iter().enumerate() {
+            let at_k: Vec<&serde_json::Value> = records.iter().filter(|r| r["rank"] == k).collect();
+            assert_eq!(at_k.len(), 8);
+            let rows: Vec<u64> = at_k.iter().map(|r| r["row"].as_u64().unwrap()).collect();
+            assert_eq!(rows, (0..8).collect::<Vec<_>>());
+            for r in &at_k {
+                for key in ["prompt", "reference", "generated"] {
+                    assert!(r[key].is_string(), "{key}: {r}");
+                }
+                assert!(r["prompt"].as_str().unwrap().contains("What is"), "{r}");
+            }
+            let correct = at_k.iter().filter(|r| r["correct"] == true).count();
+            let em = report["exact_match"][i].as_f64().unwrap();
+            assert!(
+                (em - 100.0 * correct as f64 / 8.0).abs() < 1e-9,
+                "rank {k}: {em}"
+            );
+        }
+        let manifest = std::fs::read_to_string(run.join("manifest.json")).unwrap();
+        assert!(manifest.contains("generations.jsonl"), "{manifest}");
+    };
+    check(&run);
+    let again = dir.join("again");
+    let output = mlora()
+        .args(["eval", "--adapter", &run.display().to_string(), "--out"])
+        .arg(&again)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    check(&again);
+}

@@ -136,6 +136,29 @@ pub trait Task {
         Ok(Vec::new())
     }
 
+    /// [`Task::evaluate_at_rank`] with one record per evaluated example (a
+    /// generation: prompt, reference, output, whether it matched), which the
+    /// runner writes to the run directory as [`Task::records_file`], one JSON
+    /// object per line, ranks in order. The default records nothing.
+    fn evaluate_at_rank_recorded(
+        &self,
+        model: &Self::Model,
+        rank: usize,
+        examples: &[Self::Item],
+        device: &Device,
+    ) -> Result<(RankMetrics, Vec<Value>), RunError> {
+        Ok((
+            self.evaluate_at_rank(model, rank, examples, device)?,
+            Vec::new(),
+        ))
+    }
+
+    /// The file [`Task::evaluate_at_rank_recorded`]'s records go to in a run
+    /// directory (`generations.jsonl` for the causal LM).
+    fn records_file(&self) -> &str {
+        "records.jsonl"
+    }
+
     /// The per-rank metric AURAC integrates and the plot draws: the score by
     /// default, or a metric of [`Task::evaluate_at_rank`].
     fn curve_metric(&self) -> String {

@@ -3,7 +3,7 @@
 //! greedy-generation exact match.
 
 use super::config::CausalLmConfig;
-use super::exact_match::exact_match;
+use super::exact_match::{exact_match, final_answer};
 use crate::adapter::Injection;
 use crate::data::{
     InstructError, InstructFields, InstructRow, SftBatcher, SftCounts, SftExample, SftTokenizer,
@@ -375,12 +375,27 @@ impl Task for CausalLmTask {
     fn evaluate_at_rank(
         &self,
         model: &LlamaForCausalLm,
-        _rank: usize,
+        rank: usize,
+        examples: &[SftExample],
+        device: &Device,
+    ) -> Result<RankMetrics, RunError> {
+        Ok(self
+            .evaluate_at_rank_recorded(model, rank, examples, device)?
+            .0)
+    }
+
+    /// [`Task::evaluate_at_rank`] with one record per test row: `row`,
+    /// `rank`, `prompt`, `reference`, `generated`, `extracted` (the final
+    /// answer exact match compares, or the trimmed text), `correct`.
+    fn evaluate_at_rank_recorded(
+        &self,
+        model: &LlamaForCausalLm,
+        rank: usize,
         examples: &[SftExample],
         _device: &Device,
-    ) -> Result<RankMetrics, RunError> {
+    ) -> Result<(RankMetrics, Vec<Value>), RunError> {
         if self.config.max_new_tokens == 0 || examples.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let (config, tokenizer) = self.decoding()?;
         let settings = Generation {
@@ -388,27 +403,48 @@ impl Task for CausalLmTask {
             eos_ids: config.eos_ids(),
             pad_id: config.pad_id(),
         };
+        let decode = |ids: &[u32], skip_special: bool| {
+            tokenizer
+                .tokenizer()
+                .decode(ids, skip_special)
+                .map_err(|e| RunError::Failed(e.to_string().into()))
+        };
         let mut matches = 0usize;
-        for chunk in examples.chunks(self.config.gen_batch) {
+        let mut records = Vec::with_capacity(examples.len());
+        for (chunk_index, chunk) in examples.chunks(self.config.gen_batch).enumerate() {
             let prompts: Vec<Vec<u32>> = chunk
                 .iter()
                 .map(|e| e.ids[..e.prompt_len].to_vec())
                 .collect();
             let outputs = model.generate(&prompts, &settings);
-            for (example, ids) in chunk.iter().zip(outputs) {
-                let text = tokenizer
-                    .tokenizer()
-                    .decode(&ids, true)
-                    .map_err(|e| RunError::Failed(e.to_string().into()))?;
-                if exact_match(&text, &example.reference) {
-                    matches += 1;
-                }
+            for (i, (example, ids)) in chunk.iter().zip(outputs).enumerate() {
+                let text = decode(&ids, true)?;
+                let correct = exact_match(&text, &example.reference);
+                matches += usize::from(correct);
+                let extracted = match final_answer(&example.reference) {
+                    Some(_) => final_answer(&text),
+                    None => Some(text.trim().to_string()),
+                };
+                records.push(serde_json::json!({
+                    "row": chunk_index * self.config.gen_batch + i,
+                    "rank": rank,
+                    "prompt": decode(&example.ids[..example.prompt_len], false)?,
+                    "reference": example.reference,
+                    "generated": text,
+                    "extracted": extracted,
+                    "correct": correct,
+                }));
             }
         }
-        Ok(vec![(
+        let metrics = vec![(
             "exact_match".to_string(),
             100.0 * matches as f64 / examples.len() as f64,
-        )])
+        )];
+        Ok((metrics, records))
+    }
+
+    fn records_file(&self) -> &str {
+        "generations.jsonl"
     }
 
     fn curve_metric(&self) -> String {

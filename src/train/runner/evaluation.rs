@@ -9,19 +9,22 @@ impl<T: Task> Runner<T> {
         model: &T::Model,
         ranks: &RankSet,
         data: &TaskData<T::Item, T::Meta>,
-    ) -> Result<Vec<RankMetrics>, RunError> {
+    ) -> Result<(Vec<RankMetrics>, Vec<serde_json::Value>), RunError> {
         let device = self.device()?;
-        ranks
-            .ranks()
-            .iter()
-            .map(|&k| {
-                let at_k = model
-                    .clone()
-                    .with_active_rank(ActiveRank::Rank(k))
-                    .map_err(|e| RunError::invalid(Setting::Ranks, e))?;
-                self.task.evaluate_at_rank(&at_k, k, &data.test, &device)
-            })
-            .collect()
+        let mut metrics = Vec::new();
+        let mut records = Vec::new();
+        for &k in ranks.ranks() {
+            let at_k = model
+                .clone()
+                .with_active_rank(ActiveRank::Rank(k))
+                .map_err(|e| RunError::invalid(Setting::Ranks, e))?;
+            let (m, r) = self
+                .task
+                .evaluate_at_rank_recorded(&at_k, k, &data.test, &device)?;
+            metrics.push(m);
+            records.extend(r);
+        }
+        Ok((metrics, records))
     }
 
     /// Evaluates `model` (trained, or loaded) at every rank of `S` on the
@@ -56,13 +59,13 @@ impl<T: Task> Runner<T> {
             &scratch.0,
             self.renderer("eval", run.config.eval_batch),
         )?;
-        let extra = self.evaluate_hooks(&model, &run.ranks, data)?;
+        let (extra, records) = self.evaluate_hooks(&model, &run.ranks, data)?;
         let eval_seconds = started.elapsed().as_secs_f64();
         self.report(
             &run,
             data,
             evaluation,
-            extra,
+            (extra, records),
             Timing {
                 train_steps: 0,
                 ms_per_step: 0.0,
@@ -92,7 +95,7 @@ impl<T: Task> Runner<T> {
             &scratch.0,
             self.renderer("base", run.config.eval_batch),
         )?;
-        let extra = self.evaluate_hooks(&model, &single, data)?;
+        let (extra, _) = self.evaluate_hooks(&model, &single, data)?;
         let mut per_rank = BTreeMap::new();
         per_rank.insert("loss".to_string(), evaluation.loss);
         per_rank.insert(self.task.score_name().to_string(), evaluation.score);
@@ -122,7 +125,7 @@ impl<T: Task> Runner<T> {
         run: &MethodRun,
         data: &TaskData<T::Item, T::Meta>,
         evaluation: RankEvaluation,
-        extra: Vec<RankMetrics>,
+        (extra, records): (Vec<RankMetrics>, Vec<serde_json::Value>),
         timing: Timing,
     ) -> Result<Report, RunError> {
         let config = &run.config;
@@ -169,6 +172,7 @@ impl<T: Task> Runner<T> {
                 train: config.clone(),
                 task: self.task.settings(),
             },
+            records,
         })
     }
 }

@@ -607,7 +607,7 @@ impl<T: Task> Runner<T> {
         )?;
         let wall = started.elapsed().as_secs_f64();
         let hook_started = Instant::now();
-        let extra = self.evaluate_hooks(&result.task, &run.ranks, data)?;
+        let hooks = self.evaluate_hooks(&result.task, &run.ranks, data)?;
         let hook_seconds = hook_started.elapsed().as_secs_f64();
         let train_steps = steps_per_epoch * config.epochs;
         let steps_here = (train_steps - done_before).max(1);
@@ -623,7 +623,7 @@ impl<T: Task> Runner<T> {
             &run,
             data,
             result.evaluation,
-            extra,
+            hooks,
             Timing {
                 train_steps,
                 ms_per_step,

@@ -161,6 +161,21 @@ impl<T: Task> Runner<T> {
         files.push(REPORT_FILE);
         save_plots(dir, std::slice::from_ref(report))?;
         files.extend(["curve.png", "curve.svg"]);
+        let records_file = self.task.records_file();
+        if !report.records.is_empty() {
+            let mut lines = Vec::new();
+            for record in &report.records {
+                serde_json::to_writer(&mut lines, record).map_err(|e| RunError::write(dir, e))?;
+                lines.push(b'\n');
+            }
+            let path = dir.join(records_file);
+            write_atomic(&path, &lines).map_err(|e| RunError::write(&path, e))?;
+            files.push(records_file);
+        } else if dir.join(records_file).is_file() {
+            // an earlier save's records do not belong to this report
+            let path = dir.join(records_file);
+            std::fs::remove_file(&path).map_err(|e| RunError::write(&path, e))?;
+        }
         write_manifest(dir, &files).map_err(|e| RunError::write(dir, e))?;
         // The run is saved: its training checkpoints are no longer needed.
         let training = dir.join(TRAINING_DIR);
