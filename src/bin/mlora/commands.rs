@@ -546,7 +546,7 @@ pub fn bench_llm_cmd(args: BenchLlmArgs) -> Result<(), Failure> {
             None => String::new(),
         };
         format!(
-            "llm {} ({} layers, base {}) {} on {}: batch {} x {} tokens, R = {}: {:.1} ms/step, {:.0} tokens/s, {:.2} GFLOP/step = {:.3} TFLOP/s{mfu}, peak RSS {:.0} MiB{device} (formula: {:.0} MiB)",
+            "llm {} ({} layers, base {}) {} on {}: batch {} x {} tokens, R = {}: {:.1} ms/step, {:.0} tokens/s, {:.2} GFLOP/step = {:.3} TFLOP/s{mfu}; matmul floor {:.1} ms at {:.0} GFLOP/s (step = {:.2}x floor), peak RSS {:.0} MiB{device} (formula: {:.0} MiB)",
             result.config,
             result.layers,
             result.base_dtype,
@@ -559,6 +559,9 @@ pub fn bench_llm_cmd(args: BenchLlmArgs) -> Result<(), Failure> {
             result.tokens_per_s,
             1000.0 * result.tflop_per_step,
             result.tflops,
+            result.matmul_floor_ms,
+            result.gemm_gflops,
+            result.ms_per_step / result.matmul_floor_ms,
             result.peak_rss_mb,
             result.formula_mb
         )

@@ -370,6 +370,13 @@ pub struct LlmBenchResult {
     pub mfu: Option<f64>,
     /// Peak resident host memory (MiB).
     pub peak_rss_mb: f64,
+    /// The measured rate of one dense matmul of the step's largest shape
+    /// (`[B T, d] x [d, F]`, the MLP's, in the base dtype) on the device,
+    /// best of 5 (GFLOP/s).
+    pub gemm_gflops: f64,
+    /// The step's FLOPs at that rate on every device: the time no step of
+    /// this size can beat on this machine (ms).
+    pub matmul_floor_ms: f64,
     /// Device memory burn's allocator holds after the run (MiB): its pools
     /// keep the pages they grew to, so this is the run's peak to within a
     /// pool page. `None` on backends that do not report it (the CPU ones).
@@ -415,6 +422,34 @@ pub fn step_flops(
     let adapters = l * r * ((d + q) + 2.0 * (d + kv) + (q + d) + 2.0 * (d + f) + (f + d));
     let attention = 12.0 * l * batch as f64 * (seq as f64).powi(2) * q;
     4.0 * projections * n + 6.0 * adapters * n + attention + 4.0 * d * v * scored as f64
+}
+
+/// GFLOP/s of `[m, k] x [k, n]` matmuls in `dtype` on `device`: one
+/// warm-up, then the best of 5, each read back (so a GPU's queue is counted).
+pub fn gemm_rate(device: &Device, [m, k, n]: [usize; 3], dtype: BaseDtype) -> f64 {
+    let held = |t: Tensor<2>| match dtype {
+        BaseDtype::F32 => t,
+        other => t.cast(other.dtype()),
+    };
+    let a = held(Tensor::<2>::random(
+        [m, k],
+        burn::tensor::Distribution::Default,
+        device,
+    ));
+    let b = held(Tensor::<2>::random(
+        [k, n],
+        burn::tensor::Distribution::Default,
+        device,
+    ));
+    let once = || {
+        let started = std::time::Instant::now();
+        let c = a.clone().matmul(b.clone());
+        let _ = c.sum().into_data();
+        started.elapsed().as_secs_f64()
+    };
+    once();
+    let best = (0..5).map(|_| once()).fold(f64::INFINITY, f64::min);
+    2.0 * (m * k * n) as f64 / best.max(1e-9) / 1e9
 }
 
 impl LlmBench {
@@ -476,6 +511,17 @@ impl LlmBench {
         }
         .per_device();
         let tflops = flops / (ms_per_step / 1000.0) / 1e12;
+        let device = runner.device()?;
+        let gemm_gflops = gemm_rate(
+            &device,
+            [
+                self.batch / pieces * self.seq,
+                model.hidden_size,
+                model.intermediate_size,
+            ],
+            self.base_dtype,
+        );
+        let matmul_floor_ms = flops / (gemm_gflops * 1e9 * config.workers() as f64) * 1000.0;
         let hd = model.head_size();
         let (d, f) = (model.hidden_size, model.intermediate_size);
         let (q, kv) = (model.num_attention_heads * hd, model.kv_heads() * hd);
@@ -506,8 +552,9 @@ impl LlmBench {
                 .peak_tflops
                 .map(|p| tflops / (p * runner.config().workers() as f64)),
             peak_rss_mb: outcome.report.peak_rss_mb,
-            device_reserved_mb: runner
-                .device()?
+            gemm_gflops,
+            matmul_floor_ms,
+            device_reserved_mb: device
                 .memory_pool_usage()
                 .map(|u| u.bytes_reserved as f64 / (1024.0 * 1024.0)),
             formula_mb: first_device.total() / (1024.0 * 1024.0),
