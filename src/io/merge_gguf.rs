@@ -37,7 +37,7 @@ pub(super) fn merge_into_gguf_base(
         let Some(hf) = hf_tensor(&name) else {
             continue; // rope_freqs: config.json's rope_scaling says it
         };
-        let (_, shape) = gguf.read_gguf(&name)?;
+        let shape = gguf.shape(&name).unwrap_or_default();
         let mut values = gguf.read_f32(&hf, &shape)?;
         if let Some(update) = updates.get(&hf) {
             if shape != update.shape {

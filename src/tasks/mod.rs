@@ -23,3 +23,20 @@ pub(crate) fn load_error(e: LoadError) -> RunError {
     };
     RunError::invalid(setting, e)
 }
+
+/// `--train-n 0` or `--test-n 0`: a split without rows trains or measures
+/// nothing, an error naming the setting.
+pub(crate) fn check_split_sizes(
+    train_n: Option<usize>,
+    test_n: Option<usize>,
+) -> Result<(), RunError> {
+    for (key, n) in [("train_n", train_n), ("test_n", test_n)] {
+        if n == Some(0) {
+            return Err(RunError::invalid(
+                Setting::Task(key),
+                "must be at least 1 (a split without rows trains or measures nothing)",
+            ));
+        }
+    }
+    Ok(())
+}

@@ -53,6 +53,8 @@ pub use progress::{ProgressRenderer, QuietRenderer};
 pub use runner::{BaseReport, RunOutcome, Runner, save_plots, write_plots};
 pub use schedule::LinearWarmupDecay;
 pub use segments::{BatchSplit, EpochEndLoader, LossTerms, Segments, StepLoader};
-pub use split_summary::{SplitSummary, majority_accuracy, overlapping};
+pub use split_summary::{
+    SplitSummary, count_overlapping, majority_accuracy, overlapping, remove_overlapping,
+};
 pub use task::{RankMetrics, Task, TaskData};
 pub use timing::{SplitTimes, Timed};

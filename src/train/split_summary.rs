@@ -161,6 +161,23 @@ pub fn overlapping<'a>(
     test.into_iter().map(|t| seen.contains(t.trim())).collect()
 }
 
+/// How many rows of `test` also occur in `train` (by `key`, trimmed).
+pub fn count_overlapping<T>(train: &[T], test: &[T], key: fn(&T) -> &str) -> usize {
+    overlapping(train.iter().map(key), test.iter().map(key))
+        .into_iter()
+        .filter(|&seen| seen)
+        .count()
+}
+
+/// Removes from `test` the rows that also occur in `train` (by `key`,
+/// trimmed); returns how many.
+pub fn remove_overlapping<T>(train: &[T], test: &mut Vec<T>, key: fn(&T) -> &str) -> usize {
+    let seen = overlapping(train.iter().map(key), test.iter().map(key));
+    let mut keep = seen.iter().map(|&s| !s);
+    test.retain(|_| keep.next().unwrap_or(true));
+    seen.into_iter().filter(|&s| s).count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +224,10 @@ mod tests {
         let train = ["a b", " c ", "d"];
         let test = ["c", "e", "a b  ", "A b"];
         assert_eq!(overlapping(train, test), [true, false, true, false]);
+        let key: for<'a> fn(&'a &'a str) -> &'a str = |s| s;
+        assert_eq!(count_overlapping(&train, &test, key), 2);
+        let mut kept = test.to_vec();
+        assert_eq!(remove_overlapping(&train, &mut kept, key), 2);
+        assert_eq!(kept, ["e", "A b"]);
     }
 }

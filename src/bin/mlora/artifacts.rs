@@ -108,14 +108,7 @@ pub fn export_cmd(
     print: PrintArgs,
 ) -> Result<(), Failure> {
     let file = named_adapter(&adapter)?;
-    let export = export_peft(&file, rank, &peft, base_model.as_deref()).map_err(|e| match e {
-        PeftError::Rank { .. } => bad("--rank", e),
-        PeftError::Adapter(_) | PeftError::Invalid { .. } => bad("--adapter", e),
-        other => Failure {
-            code: 1,
-            message: other.to_string(),
-        },
-    })?;
+    let export = export_peft(&file, rank, &peft, base_model.as_deref()).map_err(export_failure)?;
     let json = serde_json::json!({"peft": peft, "config": export.config, "keys": export.keys});
     print.emit(json, || {
         format!(
@@ -134,6 +127,22 @@ pub fn export_cmd(
     Ok(())
 }
 
+/// An export's failure: a rank outside the adapter's names `--rank`, an
+/// unreadable or unexportable adapter `--adapter` (exit 2); writing fails
+/// with exit 1.
+fn export_failure(e: PeftError) -> Failure {
+    match e {
+        PeftError::Rank { .. } => bad("--rank", e),
+        PeftError::Adapter(_) | PeftError::Invalid { .. } | PeftError::Unsupported { .. } => {
+            bad("--adapter", e)
+        }
+        other => Failure {
+            code: 1,
+            message: other.to_string(),
+        },
+    }
+}
+
 /// `mlora export --gguf`: the rank-k adapter as llama.cpp's LoRA adapter.
 pub fn export_gguf_cmd(
     adapter: PathBuf,
@@ -147,16 +156,7 @@ pub fn export_gguf_cmd(
     let config = LlamaCheckpoint::open(&base)
         .and_then(|c| c.config())
         .map_err(|e| bad("--model", e))?;
-    let export = export_gguf_adapter(&file, rank, &config, &gguf).map_err(|e| match e {
-        PeftError::Rank { .. } => bad("--rank", e),
-        PeftError::Adapter(_) | PeftError::Invalid { .. } | PeftError::Unsupported { .. } => {
-            bad("--adapter", e)
-        }
-        other => Failure {
-            code: 1,
-            message: other.to_string(),
-        },
-    })?;
+    let export = export_gguf_adapter(&file, rank, &config, &gguf).map_err(export_failure)?;
     let json = serde_json::json!({
         "gguf": export.path,
         "rank": export.rank,

@@ -74,7 +74,6 @@ impl GgufModel {
             self.meta_usize(&format!("tokenizer.ggml.{k}"))
                 .map(|v| TokenIds::One(v as u32))
         };
-        let names = self.tensor_names();
         let config = LlamaConfig {
             model_type: "llama".into(),
             vocab_size,
@@ -90,9 +89,9 @@ impl GgufModel {
             rope_theta,
             rope_scaling,
             max_position_embeddings: self.meta_usize(&key("context_length")).unwrap_or(2048),
-            tie_word_embeddings: !names.iter().any(|n| n == "output.weight"),
-            attention_bias: names.iter().any(|n| n == "blk.0.attn_q.bias"),
-            mlp_bias: names.iter().any(|n| n == "blk.0.ffn_up.bias"),
+            tie_word_embeddings: !self.has_tensor("output.weight"),
+            attention_bias: self.has_tensor("blk.0.attn_q.bias"),
+            mlp_bias: self.has_tensor("blk.0.ffn_up.bias"),
             hidden_act: "silu".into(),
             bos_token_id: id("bos_token_id"),
             eos_token_id: id("eos_token_id"),
@@ -111,7 +110,7 @@ impl GgufModel {
         head_dim: usize,
         theta: f64,
     ) -> Result<Option<RopeScaling>, LoadError> {
-        if !self.tensor_names().iter().any(|n| n == "rope_freqs.weight") {
+        if !self.has_tensor("rope_freqs.weight") {
             return Ok(None);
         }
         let (divisors, _) = self.read_gguf("rope_freqs.weight")?;

@@ -187,6 +187,18 @@ impl GgufModel {
         names
     }
 
+    /// Whether the file holds the GGUF tensor `name`.
+    pub fn has_tensor(&self, name: &str) -> bool {
+        self.file.tensors.contains_key(name)
+    }
+
+    /// The shape of the GGUF tensor `name`, outermost first (GGUF lists
+    /// dimensions innermost first).
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        let t = self.file.tensors.get(name)?;
+        Some(t.shape.iter().rev().copied().collect())
+    }
+
     /// The type of the GGUF tensor `name` (`Q4_1`, `F32`, ...).
     pub fn tensor_type(&self, name: &str) -> Option<&'static str> {
         self.file.tensors.get(name).map(|t| t.dtype.name())
@@ -264,20 +276,15 @@ impl GgufModel {
     /// The GGUF tensor `name` dequantized to f32, row-major, with its shape
     /// outermost first (GGUF lists dimensions innermost first).
     pub fn read_gguf(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>), LoadError> {
-        let t = self
-            .file
-            .tensors
-            .get(name)
-            .ok_or_else(|| LoadError::MissingTensor {
-                name: name.to_string(),
-                path: self.path.clone(),
-            })?;
+        let shape = self.shape(name).ok_or_else(|| LoadError::MissingTensor {
+            name: name.to_string(),
+            path: self.path.clone(),
+        })?;
         let values = self
             .file
             .dequant_f32(name)
             .map_err(|e| self.bad(format!("tensor `{name}`: {e:#}")))?
             .0;
-        let shape: Vec<usize> = t.shape.iter().rev().copied().collect();
         Ok((values, shape))
     }
 
@@ -303,7 +310,7 @@ impl GgufModel {
 
 impl TensorSource for GgufModel {
     fn contains(&self, name: &str) -> bool {
-        gguf_tensor(name).is_some_and(|g| self.file.tensors.contains_key(&g))
+        gguf_tensor(name).is_some_and(|g| self.has_tensor(&g))
     }
 
     fn read_f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, LoadError> {
@@ -311,7 +318,7 @@ impl TensorSource for GgufModel {
             name: name.to_string(),
             path: self.path.clone(),
         })?;
-        if !self.file.tensors.contains_key(&gguf) {
+        if !self.has_tensor(&gguf) {
             return Err(LoadError::MissingTensor {
                 name: format!("{gguf}` (`{name}"),
                 path: self.path.clone(),

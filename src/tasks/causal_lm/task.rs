@@ -13,8 +13,11 @@ use crate::models::llama::{
     DEFAULT_TARGETS, Generation, LlamaCheckpoint, LlamaConfig, LlamaForCausalLm,
 };
 use crate::models::{BaseDtype, LoadError};
-use crate::tasks::load_error;
-use crate::train::{RankMetrics, RunError, Setting, SplitSummary, Task, TaskData, overlapping};
+use crate::tasks::{check_split_sizes, load_error};
+use crate::train::{
+    RankMetrics, RunError, Setting, SplitSummary, Task, TaskData, count_overlapping,
+    remove_overlapping,
+};
 use burn::prelude::*;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -57,11 +60,15 @@ pub struct CausalLmMeta {
 #[derive(Debug, Clone)]
 pub struct CausalLmTask {
     config: CausalLmConfig,
+    /// The model's checkpoint, opened once per task (a GGUF file's header is
+    /// parsed and hashed when opened).
+    checkpoint: Arc<OnceLock<LlamaCheckpoint>>,
     decoding: Decoding,
 }
 
-/// The model's config and tokenizer that generation decodes with, read once
-/// per task (evaluation generates at every rank; a Llama 3 tokenizer is ~9 MB).
+/// The model's config and the tokenizer that encodes the rows and decodes
+/// generations, read once per task (evaluation generates at every rank; a
+/// Llama 3 tokenizer is ~9 MB, a GGUF file's is built from its metadata).
 #[derive(Clone, Default)]
 struct Decoding(Arc<OnceLock<(LlamaConfig, SftTokenizer)>>);
 
@@ -80,11 +87,12 @@ impl CausalLmTask {
     pub fn new(config: CausalLmConfig) -> Self {
         Self {
             config,
+            checkpoint: Arc::default(),
             decoding: Decoding::default(),
         }
     }
 
-    /// The config and tokenizer generation decodes with (read on first use).
+    /// The config and tokenizer (read on first use).
     fn decoding(&self) -> Result<&(LlamaConfig, SftTokenizer), RunError> {
         if let Some(read) = self.decoding.0.get() {
             return Ok(read);
@@ -99,9 +107,14 @@ impl CausalLmTask {
         &self.config
     }
 
-    /// The model's checkpoint (a Hugging Face directory or a GGUF file).
-    pub fn checkpoint(&self) -> Result<LlamaCheckpoint, RunError> {
-        LlamaCheckpoint::open(&self.config.model).map_err(load_error)
+    /// The model's checkpoint (a Hugging Face directory or a GGUF file),
+    /// opened on first use.
+    pub fn checkpoint(&self) -> Result<&LlamaCheckpoint, RunError> {
+        if let Some(opened) = self.checkpoint.get() {
+            return Ok(opened);
+        }
+        let opened = LlamaCheckpoint::open(&self.config.model).map_err(load_error)?;
+        Ok(self.checkpoint.get_or_init(|| opened))
     }
 
     /// The model's config (`config.json`, or the GGUF file's metadata).
@@ -175,24 +188,13 @@ impl CausalLmTask {
             }
             Ok(())
         };
-        let overlap = |train: &[InstructRow], test: &[InstructRow]| {
-            overlapping(
-                train.iter().map(|r| r.prompt.as_str()),
-                test.iter().map(|r| r.prompt.as_str()),
-            )
-        };
+        let prompt: fn(&InstructRow) -> &str = |r| &r.prompt;
         cut("train", &mut train, c.train_n, "train_n")?;
-        let mut test_overlap = 0;
-        if c.drop_overlap {
-            let flags = overlap(&train, &test);
-            test_overlap = flags.iter().filter(|f| **f).count();
-            let mut keep = flags.into_iter().map(|f| !f);
-            test.retain(|_| keep.next().unwrap_or(true));
-        }
+        let dropped = c
+            .drop_overlap
+            .then(|| remove_overlapping(&train, &mut test, prompt));
         cut("test", &mut test, c.test_n, "test_n")?;
-        if !c.drop_overlap {
-            test_overlap = overlap(&train, &test).iter().filter(|f| **f).count();
-        }
+        let test_overlap = dropped.unwrap_or_else(|| count_overlapping(&train, &test, prompt));
         Ok((train, test, test_overlap))
     }
 
@@ -245,9 +247,7 @@ impl Task for CausalLmTask {
     }
 
     fn base_model(&self) -> Option<String> {
-        LlamaCheckpoint::open(&self.config.model)
-            .ok()?
-            .fingerprint()
+        self.checkpoint().ok()?.fingerprint()
     }
 
     fn default_targets(&self) -> Vec<String> {
@@ -270,14 +270,7 @@ impl Task for CausalLmTask {
                 ),
             );
         }
-        for (key, n) in [("train_n", c.train_n), ("test_n", c.test_n)] {
-            if n == Some(0) {
-                return invalid(
-                    key,
-                    "must be at least 1 (a split without rows trains or measures nothing)".into(),
-                );
-            }
-        }
+        check_split_sizes(c.train_n, c.test_n)?;
         if c.gen_batch == 0 {
             return invalid("gen_batch", "must be at least 1".into());
         }
@@ -293,9 +286,8 @@ impl Task for CausalLmTask {
     }
 
     fn prepare(&self) -> Result<TaskData<SftExample, CausalLmMeta>, RunError> {
-        let model = self.model_config()?;
+        let (model, tokenizer) = self.decoding()?;
         let eos_ids = model.eos_ids();
-        let tokenizer = self.tokenizer(eos_ids[0])?;
         let (train, test, test_overlap) = self.rows()?;
         let encode = |rows: &[InstructRow], split: &str| {
             let (examples, counts) = tokenizer.encode(rows).map_err(|e| match e {
@@ -355,14 +347,15 @@ impl Task for CausalLmTask {
         device: &Device,
     ) -> Result<LlamaForCausalLm, RunError> {
         check_dtype(self.config.base_dtype, device)?;
-        let (model, _) = LlamaForCausalLm::from_pretrained(
-            &self.config.model,
-            self.config.layers,
-            Some(injection),
-            self.config.base_dtype,
-            device,
-        )
-        .map_err(load_error)?;
+        let (model, _) = self
+            .checkpoint()?
+            .load(
+                self.config.layers,
+                Some(injection),
+                self.config.base_dtype,
+                device,
+            )
+            .map_err(load_error)?;
         Ok(model)
     }
 

@@ -11,8 +11,10 @@ use crate::data::{
 use crate::io::manifest::sha256_hex;
 use crate::models::LoadError;
 use crate::models::bert::{BertConfig, BertEncoder, DEFAULT_TARGETS};
-use crate::tasks::load_error;
-use crate::train::{RunError, Setting, SplitSummary, Task, TaskData, overlapping};
+use crate::tasks::{check_split_sizes, load_error};
+use crate::train::{
+    RunError, Setting, SplitSummary, Task, TaskData, count_overlapping, remove_overlapping,
+};
 use burn::prelude::*;
 use serde_json::{Map, Value};
 
@@ -169,14 +171,7 @@ impl Task for ClassifyTask {
                 return Err(self.data_error(e));
             }
         }
-        for (key, n) in [("train_n", c.train_n), ("test_n", c.test_n)] {
-            if n == Some(0) {
-                return Err(RunError::invalid(
-                    Setting::Task(key),
-                    "must be at least 1 (a split without rows trains or measures nothing)",
-                ));
-            }
-        }
+        check_split_sizes(c.train_n, c.test_n)?;
         if c.layers == Some(0) {
             return Err(RunError::invalid(
                 Setting::Task("layers"),
@@ -218,25 +213,15 @@ impl Task for ClassifyTask {
         let mut data = full
             .truncate(c.train_n, None)
             .map_err(|e| self.data_error(e))?;
-        let overlap = |data: &TextClassificationData| {
-            overlapping(
-                data.train.iter().map(|r| r.text.as_str()),
-                data.test.iter().map(|r| r.text.as_str()),
-            )
-        };
-        let mut test_overlap = 0;
-        if c.drop_overlap {
-            let flags = overlap(&data);
-            test_overlap = flags.iter().filter(|f| **f).count();
-            let mut keep = flags.into_iter().map(|f| !f);
-            data.test.retain(|_| keep.next().unwrap_or(true));
-        }
+        let text: fn(&TextExample) -> &str = |r| &r.text;
+        let dropped = c
+            .drop_overlap
+            .then(|| remove_overlapping(&data.train, &mut data.test, text));
         let data = data
             .truncate(None, c.test_n)
             .map_err(|e| self.data_error(e))?;
-        if !c.drop_overlap {
-            test_overlap = overlap(&data).iter().filter(|f| **f).count();
-        }
+        let test_overlap =
+            dropped.unwrap_or_else(|| count_overlapping(&data.train, &data.test, text));
         // What emptied a label's training rows, to name it.
         let train_now = count(&data.train);
         let mut shaped_by = Vec::new();
