@@ -53,6 +53,8 @@ pub struct Curve {
     /// Half-widths of a shaded band around the values (e.g. one standard
     /// deviation over seeds).
     pub band: Option<Vec<f64>>,
+    /// Drawn dashed, in black: a reference (the rank grid search).
+    pub dashed: bool,
 }
 
 /// Draws `reports` to `path` (`.png` or `.svg`), one line per report.
@@ -64,6 +66,7 @@ pub fn plot_reports(reports: &[Report], path: &Path) -> Result<(), PlotError> {
             ranks: r.ranks.clone(),
             values: r.curve().to_vec(),
             band: None,
+            dashed: false,
         })
         .collect();
     let metric = reports
@@ -89,6 +92,7 @@ pub fn plot_summary(summary: &[MethodSummary], path: &Path) -> Result<(), PlotEr
             ranks: m.ranks.clone(),
             values: m.accuracy_mean.clone(),
             band: Some(m.accuracy_std.clone()),
+            dashed: m.method.is_grid(),
         })
         .collect();
     let metric = summary
@@ -186,8 +190,14 @@ fn draw<DB: DrawingBackend>(
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(|x| e(&x))?;
-    for (i, c) in curves.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
+    let mut next_color = 0;
+    for c in curves {
+        let color = if c.dashed {
+            BLACK
+        } else {
+            next_color += 1;
+            COLORS[(next_color - 1) % COLORS.len()]
+        };
         let x = |k: usize| (k as f64).log2();
         if let Some(band) = &c.band {
             // The band: upper edge left to right, lower edge back.
@@ -218,13 +228,28 @@ fn draw<DB: DrawingBackend>(
             .zip(&c.values)
             .map(|(&k, &a)| (x(k), a))
             .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(|x| e(&x))?
-            .label(c.label.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-            });
+        if c.dashed {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    points.clone(),
+                    8,
+                    5,
+                    color.stroke_width(2),
+                ))
+                .map_err(|x| e(&x))?
+                .label(c.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 7, y)], color.stroke_width(2))
+                });
+        } else {
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(|x| e(&x))?
+                .label(c.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+        }
         chart
             .draw_series(
                 points

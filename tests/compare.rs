@@ -6,7 +6,10 @@
 mod common;
 
 use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask};
-use matryoshka_lora::train::{ComparePlan, HeadMode, Runner, TrainConfig, TrainMethod};
+use matryoshka_lora::train::{
+    CompareMethod, ComparePlan, Comparison, FitError, HeadMode, RunError, Runner, TrainConfig,
+    TrainMethod,
+};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Mutex;
@@ -42,7 +45,7 @@ fn learning_rate_selection_never_looks_at_test_rows() {
     let runner = runner(TrainMethod::Matryoshka);
     let data = runner.prepare().unwrap();
     let plan = ComparePlan {
-        methods: vec![TrainMethod::Matryoshka],
+        methods: vec![TrainMethod::Matryoshka.into()],
         head_modes: vec![HeadMode::Joint],
         seeds: vec![3],
         lrs: vec![3e-4, 3e-3],
@@ -126,6 +129,213 @@ fn sampled_objective_with_every_rank_drawn_is_the_exact_objective() {
         .report;
     assert_ne!(one.per_rank, exact.per_rank);
     assert!(one.curve().iter().all(|a| *a > 50.0), "{:?}", one.curve());
+}
+
+#[test]
+fn lora_grid_trains_one_lora_per_rank_and_is_the_reference_of_the_others() {
+    let _turn = turn();
+    let runner = runner(TrainMethod::Matryoshka);
+    let data = runner.prepare().unwrap();
+    let plan = ComparePlan {
+        methods: vec![TrainMethod::Matryoshka.into(), CompareMethod::LoraGrid],
+        head_modes: vec![HeadMode::Joint],
+        seeds: vec![1, 2],
+        lrs: vec![2e-3],
+        val_n: None,
+    };
+    let c = runner.compare_seeds(&plan, &data, None, |_| {}).unwrap();
+    // One plain LoRA per seed and k, of max rank k, evaluated at k.
+    let grid_runs: Vec<_> = c.runs.iter().filter(|r| r.grid).collect();
+    assert_eq!(grid_runs.len(), 6);
+    for r in &grid_runs {
+        let k = r.report.config.train.rank;
+        assert_eq!(r.report.method, TrainMethod::Lora);
+        assert_eq!((r.report.max_rank, r.report.ranks.clone()), (k, vec![k]));
+        assert_eq!(r.compare_method(), CompareMethod::LoraGrid);
+    }
+    let run_at = |seed: u64, k: usize| {
+        grid_runs
+            .iter()
+            .find(|r| r.report.seed == seed && r.report.config.train.rank == k)
+            .unwrap()
+    };
+    // The grid's curve is its runs' own-rank figures.
+    let grid = c.summary.iter().find(|s| s.method.is_grid()).unwrap();
+    let mat = c.summary.iter().find(|s| !s.method.is_grid()).unwrap();
+    assert_eq!(grid.ranks, vec![1, 2, 4]);
+    assert_eq!(grid.label(), "lora-grid");
+    for (i, &k) in grid.ranks.iter().enumerate() {
+        let values: Vec<f64> = [1, 2]
+            .iter()
+            .map(|&s| run_at(s, k).report.curve()[0])
+            .collect();
+        assert_eq!(grid.curves[0][i], values[0]);
+        assert_eq!(grid.curves[1][i], values[1]);
+        assert!((grid.accuracy_mean[i] - mean(&values)).abs() < 1e-12);
+        assert!((grid.accuracy_std[i] - std(&values)).abs() < 1e-12);
+        let losses: Vec<f64> = [1, 2]
+            .iter()
+            .map(|&s| run_at(s, k).report.series("loss").unwrap()[0])
+            .collect();
+        assert!((grid.series["loss"].mean[i] - mean(&losses)).abs() < 1e-12);
+        // gap_to_grid is the difference of the mean curves
+        let gap = mat.gap_to_grid.as_ref().unwrap()[i];
+        assert!((gap - (mat.accuracy_mean[i] - grid.accuracy_mean[i])).abs() < 1e-12);
+    }
+    for (s, curve) in grid.curves.iter().enumerate() {
+        let a =
+            matryoshka_lora::aurac(&grid.ranks, curve, matryoshka_lora::RankAxis::Log2).unwrap();
+        assert!((grid.aurac_log2[s] - a).abs() < 1e-12);
+    }
+    assert!(grid.gap_to_grid.is_none() && grid.cost_vs_grid.is_none());
+    // Costs add up: training seconds of the runs, and their ratio.
+    let seconds = |grid: bool| -> f64 {
+        c.runs
+            .iter()
+            .filter(|r| r.grid == grid)
+            .map(|r| r.report.train_steps as f64 * r.report.ms_per_step / 1000.0)
+            .sum()
+    };
+    assert!((grid.train_seconds - seconds(true)).abs() < 1e-9);
+    assert!((mat.train_seconds - seconds(false)).abs() < 1e-9);
+    let cost = mat.cost_vs_grid.unwrap();
+    assert!((cost - mat.train_seconds / grid.train_seconds).abs() < 1e-12);
+    // The pair against the grid, per rank and in AURAC, over seeds.
+    let pair = &c.pairs[0];
+    assert_eq!(
+        (pair.a.as_str(), pair.b.as_str()),
+        ("matryoshka", "lora-grid")
+    );
+    assert_eq!(pair.per_rank.len(), 3);
+    for (i, d) in pair.per_rank.iter().enumerate() {
+        assert!((d.mean - mat.gap_to_grid.as_ref().unwrap()[i]).abs() < 1e-9);
+    }
+    println!(
+        "grid {:?} (AURAC {:.2}), matryoshka {:?} (AURAC {:.2}), gap {:?}, cost {cost:.2}x",
+        grid.accuracy_mean,
+        grid.aurac_log2_mean,
+        mat.accuracy_mean,
+        mat.aurac_log2_mean,
+        mat.gap_to_grid
+    );
+}
+
+/// What a resumed comparison must reproduce: every figure but the timings.
+fn figures(c: &Comparison) -> Vec<Value> {
+    let mut out = Vec::new();
+    for s in &c.summary {
+        out.push(serde_json::json!([
+            s.method,
+            s.seeds,
+            s.lrs,
+            s.grid_lrs,
+            s.ranks,
+            s.accuracy_mean,
+            s.accuracy_std,
+            s.curves,
+            s.series,
+            s.aurac_log2,
+            s.smallest_rank_within
+        ]));
+    }
+    for p in &c.pairs {
+        out.push(serde_json::json!([p.a, p.b, p.aurac_log2, p.per_rank]));
+    }
+    for r in &c.runs {
+        out.push(serde_json::json!([
+            r.report.method,
+            r.report.seed,
+            r.report.config.train.lr,
+            r.report.config.train.rank,
+            r.report.per_rank,
+            r.chosen,
+            r.split,
+            r.val_aurac_log2,
+            r.grid
+        ]));
+    }
+    out
+}
+
+#[test]
+fn a_comparison_cut_short_resumes_to_the_uninterrupted_result() {
+    let _turn = turn();
+    let dir = common::temp_dir("compare-resume");
+    let data = runner(TrainMethod::Lora).prepare().unwrap();
+    let plan = ComparePlan {
+        methods: vec![TrainMethod::Lora.into(), TrainMethod::Matryoshka.into()],
+        head_modes: vec![HeadMode::Joint],
+        seeds: vec![5],
+        lrs: vec![1e-3, 3e-3],
+        val_n: Some(64),
+    };
+    // (320 - 64) / 16 = 16 steps per validation run, checkpoints every 5
+    let whole_dir = dir.join("whole");
+    let whole = runner(TrainMethod::Lora)
+        .checkpoint_into(&whole_dir, Some(5))
+        .compare_seeds(&plan, &data, Some(&whole_dir), |_| {})
+        .unwrap();
+    // a directory holding a comparison is refused without resume
+    let refused = runner(TrainMethod::Lora)
+        .compare_seeds(&plan, &data, Some(&whole_dir), |_| {})
+        .unwrap_err();
+    assert!(refused.to_string().contains("--resume"), "{refused}");
+
+    // Stopped after the first run finished, at step 7 of the second.
+    let parts = dir.join("parts");
+    let mut seen = 0;
+    let stopped = runner(TrainMethod::Lora)
+        .checkpoint_into(&parts, Some(5))
+        .stop_after(16 + 7)
+        .compare_seeds(&plan, &data, Some(&parts), |_| seen += 1);
+    match stopped {
+        Err(RunError::Comparison { source, .. }) => {
+            assert!(matches!(
+                *source,
+                RunError::Fit(FitError::Interrupted { step: 7, .. })
+            ))
+        }
+        other => panic!("{:?}", other.err()),
+    }
+    assert_eq!(seen, 1);
+    let unit = parts.join("lora/seed-5");
+    assert!(unit.join("lr-1e-3/.valid/compared.json").is_file());
+    assert!(unit.join("lr-3e-3/.valid/.training").is_dir());
+    assert!(!parts.join("compare.json").exists());
+
+    // Resumed: the first run read back, the second from its step-5 checkpoint.
+    let mut resumed_runs = Vec::new();
+    let resumed = runner(TrainMethod::Lora)
+        .checkpoint_into(&parts, Some(5))
+        .resume(true)
+        .compare_seeds(&plan, &data, Some(&parts), |r| {
+            resumed_runs.push(r.report.config.train.lr)
+        })
+        .unwrap();
+    assert_eq!(figures(&resumed), figures(&whole));
+    assert_eq!(resumed.runs.len(), 4);
+    assert!(!unit.join("lr-1e-3/.valid").exists() && !unit.join("lr-3e-3/.valid").exists());
+    assert_eq!(
+        read_json(&parts.join("compare.json"))["summary"],
+        serde_json::to_value(&resumed.summary).unwrap()
+    );
+    // A finished comparison trains nothing (no step allowed) and gives the same.
+    let again = runner(TrainMethod::Lora)
+        .checkpoint_into(&parts, Some(5))
+        .resume(true)
+        .stop_after(0)
+        .compare_seeds(&plan, &data, Some(&parts), |_| {})
+        .unwrap();
+    assert_eq!(again.summary, resumed.summary);
+    // Other settings are refused.
+    let mut other = plan.clone();
+    other.seeds = vec![6];
+    let err = runner(TrainMethod::Lora)
+        .checkpoint_into(&parts, Some(5))
+        .resume(true)
+        .compare_seeds(&other, &data, Some(&parts), |_| {})
+        .unwrap_err();
+    assert!(err.to_string().contains("other settings"), "{err}");
 }
 
 fn read_json(path: &Path) -> Value {

@@ -35,7 +35,10 @@ mod task;
 mod timing;
 
 pub use checkpointing::{AdapterStateCheckpointer, TRAINING_DIR, TrainingState, last_checkpoint};
-pub use comparison::{ComparePlan, ComparedRun, Comparison, MethodSummary, PairSummary};
+pub use comparison::{
+    COMPARE_STATE, COMPARED_RUN, CompareMethod, ComparePlan, CompareState, ComparedRun, Comparison,
+    MethodSummary, PairSummary, SeriesSummary,
+};
 pub use config::TrainConfig;
 pub use error::{BoxError, RunError, Setting};
 pub use fit::{FitCheckpoints, FitError, FitOptions, FitResult, evaluate, fit};

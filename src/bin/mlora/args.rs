@@ -11,7 +11,7 @@ use matryoshka_lora::report::{RankWithin, Report};
 use matryoshka_lora::tasks::causal_lm::CausalLmConfig;
 use matryoshka_lora::tasks::classify::ClassifyConfig;
 use matryoshka_lora::train::ParallelStrategy;
-use matryoshka_lora::train::{HeadMode, Runner, Task, TrainConfig, TrainMethod};
+use matryoshka_lora::train::{CompareMethod, HeadMode, Runner, Task, TrainConfig, TrainMethod};
 use matryoshka_lora::{BackendKind, DeviceSpec};
 use matryoshka_lora::{RankSet, Scaling};
 use std::path::PathBuf;
@@ -80,9 +80,21 @@ pub enum Command {
         /// Also run the exact Matryoshka objective.
         #[arg(long)]
         exact: bool,
-        /// Methods to compare (overrides the default list).
+        /// Methods to compare (overrides the default list); `lora-grid` adds
+        /// the rank grid search: a plain LoRA of max rank k for every k of
+        /// --ranks, each evaluated at its own rank.
         #[arg(long, value_delimiter = ',')]
-        methods: Option<Vec<TrainMethod>>,
+        methods: Option<Vec<CompareMethod>>,
+        /// Continue the comparison cut short in DIR (its --out): finished runs
+        /// are read back, the interrupted one resumes from its last
+        /// checkpoint, the rest run; the settings are the ones it was started with.
+        #[arg(
+            long,
+            value_name = "DIR",
+            conflicts_with_all = RUN_FLAGS,
+            conflicts_with_all = ["exact", "methods", "seeds", "lrs", "val_n"]
+        )]
+        resume: Option<PathBuf>,
         /// Run every method with each seed; summarise mean ± std and paired
         /// differences over them.
         #[arg(long, value_delimiter = ',')]

@@ -5,7 +5,7 @@ use super::args::{
     BenchLlmArgs, BenchRtArgs, DEFAULTS, EvalDataArgs, OutArgs, ParallelArgs, PrintArgs, RunArgs,
     TaskKind, check_sampled_flags,
 };
-use super::failure::{Failure, bad, stopped};
+use super::failure::{Failure, bad, compare_stopped, stopped};
 use super::output::{DataSummary, print_comparison, print_data};
 use burn::train::Interrupter;
 use matryoshka_lora::io::{REPORT_FILE, ensure_writable_dir};
@@ -13,8 +13,8 @@ use matryoshka_lora::report::{Report, RunConfig};
 use matryoshka_lora::tasks::causal_lm::{CausalLmConfig, CausalLmTask, LlmBench};
 use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask, RtBench};
 use matryoshka_lora::train::{
-    ComparePlan, Execution, RunError, Runner, Task, TaskData, TrainConfig, TrainMethod,
-    TrainingState,
+    COMPARE_STATE, CompareMethod, ComparePlan, CompareState, Execution, RunError, Runner, Task,
+    TaskData, TrainConfig, TrainMethod, TrainingState,
 };
 use matryoshka_lora::{BackendKind, DeviceSpec};
 use std::path::{Path, PathBuf};
@@ -181,62 +181,87 @@ pub struct Seeds {
 pub fn compare_cmd(
     run: RunArgs,
     exact: bool,
-    methods: Option<Vec<TrainMethod>>,
+    methods: Option<Vec<CompareMethod>>,
     seeds: Seeds,
     out: OutArgs,
 ) -> Result<(), Failure> {
     let mut methods = methods.unwrap_or_else(|| {
-        vec![
+        [
             TrainMethod::Lora,
             TrainMethod::Dylora,
             TrainMethod::Matryoshka,
         ]
+        .map(CompareMethod::from)
+        .to_vec()
     });
-    if exact && !methods.contains(&TrainMethod::MatryoshkaExact) {
-        methods.push(TrainMethod::MatryoshkaExact);
+    let exact_method = CompareMethod::from(TrainMethod::MatryoshkaExact);
+    if exact && !methods.contains(&exact_method) {
+        methods.push(exact_method);
     }
-    check_sampled_flags(&methods, run.rank_samples, run.sample_max)?;
-    let many = seeds.seeds.is_some() || seeds.lrs.is_some() || run.head_mode.len() > 1;
-    // Checkpoints are per run; a comparison over seeds keeps whole runs instead.
-    let checkpoints = if many { None } else { out.out.as_ref() };
+    let trained: Vec<TrainMethod> = methods.iter().map(|m| m.train_method()).collect();
+    check_sampled_flags(&trained, run.rank_samples, run.sample_max)?;
+    // The grid, seeds, learning rates or head modes: a comparison over runs
+    // (`compare_seeds`, resumable); else one run per method (`compare`).
+    let many = seeds.seeds.is_some()
+        || seeds.lrs.is_some()
+        || run.head_mode.len() > 1
+        || methods.iter().any(CompareMethod::is_grid);
     let quiet = out.print.quiet_progress();
+    let plan = |run: &mut RunArgs| {
+        let head_modes = std::mem::take(&mut run.head_mode);
+        ComparePlan {
+            methods: methods.clone(),
+            head_modes: if head_modes.is_empty() {
+                vec![DEFAULTS.head_mode]
+            } else {
+                head_modes
+            },
+            seeds: seeds.seeds.clone().unwrap_or_else(|| vec![run.seed]),
+            lrs: seeds.lrs.clone().unwrap_or_else(|| vec![run.lr]),
+            val_n: seeds.val_n,
+        }
+    };
+    let mut run = run;
+    let plan = plan(&mut run);
     match run.task {
         TaskKind::Classify => {
             let runner = run.runner(
                 ClassifyTask::new(run.classify_settings()?),
                 quiet,
-                checkpoints,
+                out.out.as_ref(),
             )?;
-            compare_task(runner, run, methods, seeds, out, many)
+            if many {
+                compare_plan_cmd(runner, plan, &out)
+            } else {
+                compare_task(runner, trained, &out)
+            }
         }
         TaskKind::CausalLm => {
             let runner = run.runner(
                 CausalLmTask::new(run.causal_lm_settings()?),
                 quiet,
-                checkpoints,
+                out.out.as_ref(),
             )?;
-            compare_task(runner, run, methods, seeds, out, many)
+            if many {
+                compare_plan_cmd(runner, plan, &out)
+            } else {
+                compare_task(runner, trained, &out)
+            }
         }
     }
 }
 
 fn compare_task<T: Task>(
     runner: Runner<T>,
-    run: RunArgs,
     methods: Vec<TrainMethod>,
-    seeds: Seeds,
-    out: OutArgs,
-    many: bool,
+    out: &OutArgs,
 ) -> Result<(), Failure>
 where
     TaskData<T::Item, T::Meta>: DataSummary,
 {
-    if many {
-        return compare_seeds_cmd(runner, run, methods, seeds, out);
-    }
     let quiet = out.print.quiet_progress();
     stop_on_ctrl_c(runner.interrupter());
-    with_out(&out, || {
+    with_out(out, || {
         let started = Instant::now();
         let data = prepared(&runner, quiet, true)?;
         let reports = runner
@@ -262,42 +287,78 @@ where
     Ok(())
 }
 
-/// `compare --seeds/--lrs/--head-mode a,b`: every method, head mode and
-/// seed, the learning rate chosen on validation rows, mean ± std and paired
-/// differences.
-fn compare_seeds_cmd<T: Task>(
+/// `compare --resume DIR`: the comparison cut short in `dir`, continued
+/// with the settings it was started with (where it trains may change).
+pub fn compare_resume_cmd(dir: &Path, run: &RunArgs, print: PrintArgs) -> Result<(), Failure> {
+    let mut state = CompareState::read(dir)
+        .map_err(|e| bad("--resume", e))?
+        .ok_or_else(|| {
+            bad(
+                "--resume",
+                format!(
+                    "{} holds no comparison to resume (no {COMPARE_STATE}: it was not written by `mlora compare --out` with --seeds, --lrs, several --head-mode or lora-grid)",
+                    dir.display()
+                ),
+            )
+        })?;
+    run.apply_execution(&mut state.config.train)?;
+    let out = OutArgs {
+        out: Some(dir.to_path_buf()),
+        print,
+    };
+    let quiet = out.print.quiet_progress();
+    if state.config.task.contains_key("prompt_field") {
+        let task: CausalLmConfig = state
+            .config
+            .task_settings()
+            .map_err(|e| bad("--resume", format!("not a causal-LM comparison: {e}")))?;
+        let runner = Runner::new(CausalLmTask::new(task), state.config.train.clone())?
+            .quiet(quiet)
+            .tolerance(state.tolerance)
+            .checkpoint_into(dir, state.checkpoint_every)
+            .resume(true);
+        compare_plan_cmd(runner, state.plan, &out)
+    } else {
+        let task: ClassifyConfig = state
+            .config
+            .task_settings()
+            .map_err(|e| bad("--resume", format!("not a classification comparison: {e}")))?;
+        let runner = Runner::new(ClassifyTask::new(task), state.config.train.clone())?
+            .quiet(quiet)
+            .tolerance(state.tolerance)
+            .checkpoint_into(dir, state.checkpoint_every)
+            .resume(true);
+        compare_plan_cmd(runner, state.plan, &out)
+    }
+}
+
+/// A comparison over runs (`compare --seeds/--lrs/--head-mode a,b`, the
+/// grid, or `--resume`): every method, head mode and seed, the learning rate
+/// chosen on validation rows, mean ± std and paired differences.
+fn compare_plan_cmd<T: Task>(
     runner: Runner<T>,
-    mut run: RunArgs,
-    methods: Vec<TrainMethod>,
-    seeds: Seeds,
-    out: OutArgs,
+    plan: ComparePlan,
+    out: &OutArgs,
 ) -> Result<(), Failure>
 where
     TaskData<T::Item, T::Meta>: DataSummary,
 {
     let quiet = out.print.quiet_progress();
-    let head_modes = std::mem::take(&mut run.head_mode);
-    let plan = ComparePlan {
-        methods,
-        head_modes: if head_modes.is_empty() {
-            vec![DEFAULTS.head_mode]
-        } else {
-            head_modes
-        },
-        seeds: seeds.seeds.unwrap_or_else(|| vec![run.seed]),
-        lrs: seeds.lrs.unwrap_or_else(|| vec![run.lr]),
-        val_n: seeds.val_n,
-    };
     stop_on_ctrl_c(runner.interrupter());
-    with_out(&out, || {
+    with_out(out, || {
         let started = Instant::now();
         let data = prepared(&runner, quiet, true)?;
         let comparison = runner
             .compare_seeds(&plan, &data, out.out.as_deref(), |r| {
                 if !quiet {
+                    let rank = if r.grid {
+                        format!(", rank {}", r.report.config.train.rank)
+                    } else {
+                        String::new()
+                    };
                     eprintln!(
-                        "{} ({}), seed {}, lr {}: AURAC log2 {:.2}% on {}{}",
-                        r.report.method,
+                        "{} ({}), seed {}{rank}, lr {}: AURAC log2 {:.2}% on {}{}",
+                        r.compare_method(),
                         r.report.head_mode,
                         r.report.seed,
                         r.report.config.train.lr,
@@ -311,7 +372,7 @@ where
                     );
                 }
             })
-            .map_err(|e| stopped(e, out.out.as_deref()))?;
+            .map_err(|e| compare_stopped(e, out.out.as_deref()))?;
         if out.print.json {
             println!(
                 "{}",

@@ -101,3 +101,27 @@ pub fn stopped(error: RunError, dir: Option<&Path>) -> Failure {
         message: format!("{error}{hint}"),
     }
 }
+
+/// [`stopped`] for a comparison over runs: one stopped with `--out` goes on
+/// with `mlora compare --resume OUT`.
+pub fn compare_stopped(error: RunError, out: Option<&Path>) -> Failure {
+    let is_stop = |e: &RunError| matches!(e, RunError::Fit(FitError::Interrupted { .. }));
+    let stop = match &error {
+        RunError::Comparison { source, .. } => is_stop(source),
+        e => is_stop(e),
+    };
+    if !stop {
+        return error.into();
+    }
+    let hint = match out {
+        Some(d) => format!(
+            "; the finished runs are kept, continue it with: mlora compare --resume {}",
+            d.display()
+        ),
+        None => " (without --out nothing is kept to resume from)".to_string(),
+    };
+    Failure {
+        code: 130,
+        message: format!("{error}{hint}"),
+    }
+}

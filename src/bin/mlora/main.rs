@@ -58,11 +58,15 @@ fn main() -> ExitCode {
             run,
             exact,
             methods,
+            resume,
             seeds,
             lrs,
             val_n,
             out,
-        } => compare_cmd(run, exact, methods, Seeds { seeds, lrs, val_n }, out),
+        } => match resume {
+            Some(dir) => compare_resume_cmd(&dir, &run, out.print),
+            None => compare_cmd(run, exact, methods, Seeds { seeds, lrs, val_n }, out),
+        },
         Command::Eval {
             adapter,
             task,

@@ -156,12 +156,41 @@ pub fn print_comparison(c: &Comparison) {
         Some(w) => format!("{} ({:.2}%)", w.rank, w.value),
         None => "-".into(),
     });
+    if c.summary.iter().any(|m| m.gap_to_grid.is_some()) {
+        // the mean gap over ranks, and the worst rank's
+        row("gap to grid", &|m| match &m.gap_to_grid {
+            Some(gap) if !gap.is_empty() => {
+                let mean = gap.iter().sum::<f64>() / gap.len() as f64;
+                let (worst, at) =
+                    gap.iter()
+                        .zip(&m.ranks)
+                        .fold(
+                            (f64::INFINITY, 0),
+                            |(w, k), (&g, &r)| {
+                                if g < w { (g, r) } else { (w, k) }
+                            },
+                        );
+                format!("{mean:+.2} ({worst:+.2}@{at})")
+            }
+            _ => "-".into(),
+        });
+        row("cost vs grid", &|m| match m.cost_vs_grid {
+            Some(x) => format!("{x:.2}x"),
+            None => "-".into(),
+        });
+    }
     row("lr chosen", &|m| {
-        m.lrs
-            .iter()
-            .map(|lr| format!("{lr:e}"))
-            .collect::<Vec<_>>()
-            .join(",")
+        let lrs = |lrs: &[f64]| {
+            lrs.iter()
+                .map(|lr| format!("{lr:e}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match &m.grid_lrs {
+            // per seed, the learning rate of each rank
+            Some(grid) => grid.iter().map(|l| lrs(l)).collect::<Vec<_>>().join(";"),
+            None => lrs(&m.lrs),
+        }
     });
     // the trivial baseline of the test split the chosen runs were measured on
     if let Some(majority) = c

@@ -51,6 +51,9 @@ pub struct RunOutcome<M> {
     pub model: M,
     /// Wall times of the main training run's splits and steps.
     pub times: SplitTimes,
+    /// Optimiser steps this call took (fewer than the report's
+    /// `train_steps` when it resumed a checkpointed run).
+    pub steps_taken: usize,
 }
 
 /// Trains and evaluates a [`Task`] per rank, with validated settings.
@@ -88,10 +91,31 @@ pub struct Runner<T: Task> {
 
 /// Where and how often a runner checkpoints, and whether it resumes.
 #[derive(Debug, Clone)]
-struct CheckpointSettings {
-    dir: PathBuf,
-    every: Option<usize>,
-    resume: bool,
+pub(crate) struct CheckpointSettings {
+    pub(crate) dir: PathBuf,
+    pub(crate) every: Option<usize>,
+    pub(crate) resume: bool,
+}
+
+/// Where one run checkpoints: its directory (checkpoints go to
+/// `dir/.training`), how often, and whether it continues the checkpoints
+/// found there (else it refuses to start over them).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunCheckpoints<'a> {
+    pub(crate) dir: &'a Path,
+    pub(crate) every: Option<usize>,
+    pub(crate) resume: bool,
+}
+
+/// When a run stops before its end.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum StepLimit {
+    /// At the end.
+    None,
+    /// After step `n` of the run (counted from its start, resumed steps included).
+    At(usize),
+    /// After `n` more steps than the run had taken when it started (resumed).
+    After(usize),
 }
 
 /// The per-method part of a run: settings and what they define.
@@ -208,7 +232,9 @@ impl<T: Task> Runner<T> {
     }
 
     /// Stops training after `steps` optimiser steps in all (resumable from
-    /// the last checkpoint): to train in parts, or to test resuming.
+    /// the last checkpoint): to train in parts, or to test resuming. In
+    /// [`Runner::compare_seeds`] the steps of all the runs it trains count
+    /// together.
     pub fn stop_after(mut self, steps: usize) -> Self {
         self.step_limit = Some(steps);
         self
@@ -239,6 +265,16 @@ impl<T: Task> Runner<T> {
     /// The tolerance of each report's `smallest_rank_within`.
     pub fn report_tolerance(&self) -> f64 {
         self.tolerance
+    }
+
+    /// Where and how this runner checkpoints, if it does.
+    pub(crate) fn checkpoint_settings(&self) -> Option<&CheckpointSettings> {
+        self.checkpoints.as_ref()
+    }
+
+    /// The step limit of [`Runner::stop_after`].
+    pub(crate) fn step_limit(&self) -> Option<usize> {
+        self.step_limit
     }
 
     /// The task.
@@ -454,8 +490,21 @@ impl<T: Task> Runner<T> {
         &self,
         data: &TaskData<T::Item, T::Meta>,
     ) -> Result<RunOutcome<T::Model>, RunError> {
-        let dir = self.checkpoints.as_ref().map(|c| c.dir.clone());
-        self.train_run(self.method_run(self.config.method)?, data, dir.as_deref())
+        let checkpoints = self.checkpoints.as_ref().map(|c| RunCheckpoints {
+            dir: &c.dir,
+            every: c.every,
+            resume: c.resume,
+        });
+        self.train_run(
+            self.method_run(self.config.method)?,
+            data,
+            checkpoints,
+            self.limit(),
+        )
+    }
+
+    fn limit(&self) -> StepLimit {
+        self.step_limit.map_or(StepLimit::None, StepLimit::At)
     }
 
     /// Trains the run `config` (this runner's settings with another method,
@@ -465,14 +514,37 @@ impl<T: Task> Runner<T> {
         config: TrainConfig,
         data: &TaskData<T::Item, T::Meta>,
     ) -> Result<RunOutcome<T::Model>, RunError> {
-        self.train_run(Self::run_of(self.resolved(config))?, data, None)
+        self.train_run(
+            Self::run_of(self.resolved(config))?,
+            data,
+            None,
+            self.limit(),
+        )
+    }
+
+    /// [`Runner::train_with`] checkpointing as `checkpoints` says and
+    /// stopping at `limit`.
+    pub(crate) fn train_config(
+        &self,
+        config: TrainConfig,
+        data: &TaskData<T::Item, T::Meta>,
+        checkpoints: Option<RunCheckpoints<'_>>,
+        limit: StepLimit,
+    ) -> Result<RunOutcome<T::Model>, RunError> {
+        self.train_run(
+            Self::run_of(self.resolved(config))?,
+            data,
+            checkpoints,
+            limit,
+        )
     }
 
     fn train_run(
         &self,
         run: MethodRun,
         data: &TaskData<T::Item, T::Meta>,
-        run_dir: Option<&Path>,
+        checkpoints: Option<RunCheckpoints<'_>>,
+        limit: StepLimit,
     ) -> Result<RunOutcome<T::Model>, RunError> {
         let config = &run.config;
         if data.train.is_empty() {
@@ -481,7 +553,7 @@ impl<T: Task> Runner<T> {
             ));
         }
         let steps_per_epoch = config.steps_per_epoch(data.train.len());
-        let every = self.checkpoints.as_ref().and_then(|c| c.every);
+        let every = checkpoints.and_then(|c| c.every);
         let segments = Segments {
             steps_per_epoch,
             epochs: config.epochs,
@@ -492,9 +564,9 @@ impl<T: Task> Runner<T> {
         // The model first: bad settings it finds leave nothing written.
         let mut model = self.build_model_for(&run, &data.meta, &device)?;
         // Where this run checkpoints, and where it resumes (segment from 1).
-        let (checkpoint_dir, resume_after) = match run_dir {
-            Some(dir) => {
-                let (dir, resume_after) = self.prepare_checkpoints(dir, config, &segments)?;
+        let (checkpoint_dir, resume_after) = match checkpoints {
+            Some(c) => {
+                let (dir, resume_after) = self.prepare_checkpoints(c, config, &segments)?;
                 (Some(dir), resume_after)
             }
             None => (None, None),
@@ -593,7 +665,11 @@ impl<T: Task> Runner<T> {
         }
         let mut plan = plan.after_steps(done_before);
         plan.guard.interrupter = self.interrupter.clone();
-        plan.guard.limit = self.step_limit;
+        plan.guard.limit = match limit {
+            StepLimit::None => None,
+            StepLimit::At(n) => Some(n),
+            StepLimit::After(n) => Some(done_before + n),
+        };
         let train = self.train_loader(&data.train, config, config.seed, segments, start, &device);
         let valid = Arc::new(EpochEndLoader::new(valid, segments, start));
         let started = Instant::now();
@@ -634,6 +710,7 @@ impl<T: Task> Runner<T> {
             report,
             model: result.task,
             times: result.times,
+            steps_taken: train_steps - done_before,
         })
     }
 
@@ -643,18 +720,18 @@ impl<T: Task> Runner<T> {
     /// checkpoint directory and the segment to resume after.
     fn prepare_checkpoints(
         &self,
-        dir: &Path,
+        checkpoints: RunCheckpoints<'_>,
         config: &TrainConfig,
         segments: &Segments,
     ) -> Result<(PathBuf, Option<usize>), RunError> {
         let steps_per_epoch = segments.steps_per_epoch;
-        let resume = self.checkpoints.as_ref().is_some_and(|c| c.resume);
+        let RunCheckpoints { dir, every, resume } = checkpoints;
         let state = TrainingState {
             config: RunConfig {
                 train: config.clone(),
                 task: self.task.settings(),
             },
-            checkpoint_every: self.checkpoints.as_ref().and_then(|c| c.every),
+            checkpoint_every: every,
             steps_per_epoch,
         };
         let checkpoints = dir.join(TRAINING_DIR).join(CHECKPOINT_SUBDIR);
@@ -716,7 +793,17 @@ impl<T: Task> Runner<T> {
         for &method in methods {
             let run = || -> Result<Report, RunError> {
                 let dir = self.checkpoints.as_ref().map(|c| c.dir.join(method.name()));
-                let outcome = self.train_run(self.method_run(method)?, data, dir.as_deref())?;
+                let checkpoints = self.checkpoints.as_ref().zip(dir.as_deref());
+                let outcome = self.train_run(
+                    self.method_run(method)?,
+                    data,
+                    checkpoints.map(|(c, dir)| RunCheckpoints {
+                        dir,
+                        every: c.every,
+                        resume: c.resume,
+                    }),
+                    self.limit(),
+                )?;
                 if let Some(dir) = out {
                     self.save(
                         &dir.join(method.name()),

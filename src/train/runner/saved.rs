@@ -37,6 +37,25 @@ impl<T: Task> Runner<T> {
         Ok((report, model))
     }
 
+    /// The model of a run trained with `config` and saved into `dir` by
+    /// [`Runner::save`] (checked against its manifest and metadata), on this
+    /// runner's device: to evaluate it again without retraining.
+    pub(crate) fn load_run_model(
+        &self,
+        dir: &Path,
+        config: &TrainConfig,
+        data: &TaskData<T::Item, T::Meta>,
+    ) -> Result<T::Model, RunError> {
+        let adapter = Setting::Task("adapter");
+        verify_manifest(dir).map_err(|e| RunError::invalid(adapter, e))?;
+        let config = self.resolved(config.clone());
+        let run = Self::run_of(config.clone())?;
+        let model = self.build_model_for(&run, &data.meta, &self.device()?)?;
+        let expected = self.adapter_meta(&config, &model, self.task.describe(&data.meta));
+        load_adapter(model, &dir.join(ADAPTER_FILE), &expected)
+            .map_err(|e| RunError::invalid(adapter, e))
+    }
+
     /// The task's model carrying the PEFT LoRA adapter `peft` (factors in
     /// this crate's layout, PEFT's scale folded into `B`; saved modules such
     /// as a head loaded too), ready for per-rank evaluation or as a starting

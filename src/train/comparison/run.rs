@@ -1,0 +1,568 @@
+//! Running a comparison: every run saved as it finishes, and a comparison
+//! cut short (Ctrl-C, a kill, the end of a sitting) resumed where it stopped.
+//!
+//! The directory of a comparison:
+//!
+//! - `compare-plan.json`: the plan and every setting ([`CompareState`]),
+//!   written first; `--resume` must find the same.
+//! - `<method>[-<head>]/seed-<s>/[rank-<k>/]lr-<lr>/` per run (`rank-<k>`
+//!   for `lora-grid`'s runs): a chosen run's test report and adapter, or a
+//!   rejected run's validation report; `compared.json` (the [`ComparedRun`])
+//!   is written last and marks the directory finished.
+//! - `.../lr-<lr>/.valid/`: while its method and seed are being compared, a
+//!   validation run's adapter and report (the chosen one's adapter is
+//!   evaluated on the test rows from here if the process stopped before);
+//!   removed once the chosen run is saved.
+//! - `.training/` inside a run's directory: its checkpoints while it trains.
+//! - `compare.json` and the plots, when every run is done.
+
+use super::{CompareMethod, ComparePlan, ComparedRun, Comparison};
+use crate::io::write_atomic;
+use crate::report::RunConfig;
+use crate::train::checkpointing::{TRAINING_DIR, TrainingState};
+use crate::train::config::TrainConfig;
+use crate::train::error::{RunError, Setting};
+use crate::train::fit::FitError;
+use crate::train::objective::HeadMode;
+use crate::train::runner::{RunCheckpoints, Runner, StepLimit, write_plots};
+use crate::train::task::{Task, TaskData};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The file of a comparison's settings, in its directory.
+pub const COMPARE_STATE: &str = "compare-plan.json";
+/// A finished run's [`ComparedRun`], in its directory.
+pub const COMPARED_RUN: &str = "compared.json";
+/// A validation run's files while its method and seed are compared.
+const VALID_DIR: &str = ".valid";
+
+/// What a comparison was started with (`compare-plan.json`): enough to
+/// resume it without any other input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompareState {
+    /// The plan.
+    pub plan: ComparePlan,
+    /// Every setting (the task's and training's).
+    pub config: RunConfig,
+    /// Steps between checkpoints of each run (`None`: at epoch ends).
+    pub checkpoint_every: Option<usize>,
+    /// The tolerance of the summary's `smallest_rank_within`.
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+}
+
+fn default_tolerance() -> f64 {
+    crate::report::RankWithin::DEFAULT_TOLERANCE
+}
+
+impl CompareState {
+    /// Reads `dir/compare-plan.json`, if there is one.
+    pub fn read(dir: &Path) -> Result<Option<Self>, String> {
+        let path = dir.join(COMPARE_STATE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| format!("{} is not a comparison's settings: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// Whether `other` takes the same steps (where it trains may differ).
+    fn same_steps(&self, other: &Self) -> bool {
+        let steps = |s: &Self| {
+            TrainingState {
+                config: s.config.clone(),
+                checkpoint_every: s.checkpoint_every,
+                steps_per_epoch: 0,
+            }
+            .same_steps()
+        };
+        self.plan == other.plan && self.tolerance == other.tolerance && steps(self) == steps(other)
+    }
+}
+
+/// One training configuration of a comparison: a method (one `k` of the
+/// grid), a head mode and a seed, over the plan's learning rates.
+struct Unit {
+    method: CompareMethod,
+    head_mode: HeadMode,
+    seed: u64,
+    /// The grid's `k`.
+    rank: Option<usize>,
+}
+
+impl Unit {
+    fn dir(&self, out: &Path) -> PathBuf {
+        let head = match self.head_mode {
+            HeadMode::Joint => String::new(),
+            other => format!("-{other}"),
+        };
+        let dir = out
+            .join(format!("{}{head}", self.method))
+            .join(format!("seed-{}", self.seed));
+        match self.rank {
+            Some(k) => dir.join(format!("rank-{k}")),
+            None => dir,
+        }
+    }
+
+    fn label(&self) -> String {
+        let rank = self.rank.map(|k| format!(", rank {k}")).unwrap_or_default();
+        format!(
+            "{} ({}), seed {}{rank}",
+            self.method, self.head_mode, self.seed
+        )
+    }
+}
+
+fn lr_name(lr: f64) -> String {
+    format!("lr-{lr:e}")
+}
+
+/// What the runs of one comparison share while it goes.
+struct Progress<'a> {
+    /// Steps left ([`Runner::stop_after`]).
+    budget: Option<usize>,
+    resume: bool,
+    every: Option<usize>,
+    on_run: &'a mut dyn FnMut(&ComparedRun),
+}
+
+fn read_compared(dir: &Path) -> Result<Option<ComparedRun>, RunError> {
+    let path = dir.join(COMPARED_RUN);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            RunError::invalid(
+                Setting::Output,
+                format!(
+                    "{} is not a finished run's record ({e}): remove its directory to train it again",
+                    path.display()
+                ),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(RunError::write(&path, e)),
+    }
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), RunError> {
+    let json = serde_json::to_vec_pretty(value).map_err(|e| RunError::write(path, e))?;
+    write_atomic(path, &json).map_err(|e| RunError::write(path, e))
+}
+
+impl<T: Task> Runner<T> {
+    /// Runs `plan` on `data`: for every method, head mode and seed (and for
+    /// `lora-grid`, every rank `k` of `S` at max rank `k`), each learning
+    /// rate trains on the training examples but the last `val_n` and is
+    /// scored on those (AURAC log2; the grid's single rank: its figure); the
+    /// best one's model is then evaluated on the test examples. With one
+    /// learning rate it trains on all training examples. `on_run` sees each
+    /// run as it finishes (or is read back).
+    ///
+    /// With `out`, every run is written into
+    /// `out/<method>[-<head>]/seed-<s>/[rank-<k>/]<lr>/` as it finishes and
+    /// checkpoints while it trains (every [`Runner::checkpoint_into`] steps,
+    /// else at epoch ends); then `out/compare.json` and the plot of mean
+    /// curves with ±1 standard deviation bands (the grid dashed). A
+    /// comparison cut short continues with [`Runner::resume`]`(true)` (and a
+    /// `checkpoint_into`): finished runs are read back, the interrupted one
+    /// resumes from its last checkpoint, the rest run; the result is the
+    /// uninterrupted comparison's. Without `resume`, a directory that holds
+    /// a comparison is refused.
+    pub fn compare_seeds(
+        &self,
+        plan: &ComparePlan,
+        data: &TaskData<T::Item, T::Meta>,
+        out: Option<&Path>,
+        mut on_run: impl FnMut(&ComparedRun),
+    ) -> Result<Comparison, RunError> {
+        let select = plan.lrs.len() > 1;
+        if plan.methods.is_empty()
+            || plan.head_modes.is_empty()
+            || plan.seeds.is_empty()
+            || plan.lrs.is_empty()
+        {
+            return Err(RunError::invalid(
+                Setting::Method,
+                "a comparison needs at least one method, head mode, seed and learning rate",
+            ));
+        }
+        // Every run's settings are checked before any training.
+        for unit in self.units(plan, plan.seeds[0]) {
+            for &lr in &plan.lrs {
+                self.unit_config(&unit, lr).validate()?;
+            }
+        }
+        let val_n = plan.val_n.unwrap_or((data.train.len() / 5).min(500));
+        let selection = if select {
+            if val_n == 0 || val_n >= data.train.len() {
+                return Err(RunError::invalid(
+                    Setting::Task("val_n"),
+                    format!(
+                        "the validation split must leave training examples: 1..{}, got {val_n}",
+                        data.train.len()
+                    ),
+                ));
+            }
+            let cut = data.train.len() - val_n;
+            Some(TaskData {
+                train: data.train[..cut].to_vec(),
+                test: data.train[cut..].to_vec(),
+                meta: data.meta.clone(),
+            })
+        } else {
+            None
+        };
+        let settings = self.checkpoint_settings();
+        let mut progress = Progress {
+            budget: self.step_limit(),
+            resume: settings.is_some_and(|c| c.resume),
+            every: settings.and_then(|c| c.every),
+            on_run: &mut on_run,
+        };
+        if let Some(out) = out {
+            self.open_comparison(out, plan, &progress)?;
+        }
+        let mut runs: Vec<ComparedRun> = Vec::new();
+        for &head_mode in &plan.head_modes {
+            for &method in &plan.methods {
+                for &seed in &plan.seeds {
+                    for unit in self.units_of(method, head_mode, seed) {
+                        let fail = |e: RunError, kept: &[ComparedRun]| RunError::Comparison {
+                            failed: unit.label(),
+                            kept: kept
+                                .iter()
+                                .map(|r| {
+                                    format!(
+                                        "{} seed {} lr {}",
+                                        r.compare_method(),
+                                        r.report.seed,
+                                        r.report.config.train.lr
+                                    )
+                                })
+                                .collect(),
+                            source: Box::new(e),
+                        };
+                        let done = match &selection {
+                            None => self.run_unit(&unit, plan.lrs[0], data, out, &mut progress),
+                            Some(selection) => self.select_unit(
+                                &unit,
+                                &plan.lrs,
+                                selection,
+                                data,
+                                out,
+                                &mut progress,
+                            ),
+                        }
+                        .map_err(|e| fail(e, &runs))?;
+                        runs.extend(done);
+                    }
+                }
+            }
+        }
+        let comparison = Comparison::from_runs(plan.clone(), runs, self.report_tolerance());
+        if let Some(out) = out {
+            write_json(&out.join("compare.json"), &comparison)?;
+            write_plots(out, |path| {
+                crate::plot::plot_summary(&comparison.summary, path)
+            })?;
+        }
+        Ok(comparison)
+    }
+
+    /// The units of `method`: one, or one per rank of `S` for the grid.
+    fn units_of(&self, method: CompareMethod, head_mode: HeadMode, seed: u64) -> Vec<Unit> {
+        let unit = |rank| Unit {
+            method,
+            head_mode,
+            seed,
+            rank,
+        };
+        if method.is_grid() {
+            self.config().ranks.iter().map(|&k| unit(Some(k))).collect()
+        } else {
+            vec![unit(None)]
+        }
+    }
+
+    fn units(&self, plan: &ComparePlan, seed: u64) -> Vec<Unit> {
+        let mut units = Vec::new();
+        for &head_mode in &plan.head_modes {
+            for &method in &plan.methods {
+                units.extend(self.units_of(method, head_mode, seed));
+            }
+        }
+        units
+    }
+
+    /// The settings of `unit` at learning rate `lr`.
+    fn unit_config(&self, unit: &Unit, lr: f64) -> TrainConfig {
+        let mut config = TrainConfig {
+            head_mode: unit.head_mode,
+            seed: unit.seed,
+            lr,
+            ..self
+                .config()
+                .clone()
+                .with_method(unit.method.train_method())
+        };
+        if let Some(k) = unit.rank {
+            config.rank = k;
+            config.ranks = vec![k];
+        }
+        config
+    }
+
+    /// Records the comparison's settings in `out`, or checks them when it
+    /// resumes.
+    fn open_comparison(
+        &self,
+        out: &Path,
+        plan: &ComparePlan,
+        progress: &Progress<'_>,
+    ) -> Result<(), RunError> {
+        let state = CompareState {
+            plan: plan.clone(),
+            config: RunConfig {
+                train: self.config().clone(),
+                task: self.task().settings(),
+            },
+            checkpoint_every: progress.every,
+            tolerance: self.report_tolerance(),
+        };
+        let saved = CompareState::read(out).map_err(|e| RunError::invalid(Setting::Output, e))?;
+        let shown = out.display();
+        match saved {
+            Some(saved) if progress.resume => {
+                if saved.same_steps(&state) {
+                    Ok(())
+                } else {
+                    Err(RunError::invalid(
+                        Setting::Output,
+                        format!(
+                            "the comparison in {shown} was started with other settings (or other data): resume it with the settings in its {COMPARE_STATE}"
+                        ),
+                    ))
+                }
+            }
+            Some(_) => Err(RunError::invalid(
+                Setting::Output,
+                format!(
+                    "{shown} holds a comparison: continue it with `mlora compare --resume {shown}`, or write into another directory"
+                ),
+            )),
+            None if progress.resume => Err(RunError::invalid(
+                Setting::Output,
+                format!("{shown} holds no comparison to resume (no {COMPARE_STATE})"),
+            )),
+            None => {
+                std::fs::create_dir_all(out).map_err(|e| RunError::write(out, e))?;
+                write_json(&out.join(COMPARE_STATE), &state)
+            }
+        }
+    }
+
+    /// Trains `config` on `data`, checkpointing into `dir` (resuming the
+    /// checkpoints there when the comparison resumes), within the step budget.
+    fn train_unit_run(
+        &self,
+        config: TrainConfig,
+        data: &TaskData<T::Item, T::Meta>,
+        dir: Option<&Path>,
+        progress: &mut Progress<'_>,
+    ) -> Result<crate::train::RunOutcome<T::Model>, RunError> {
+        if progress.budget == Some(0) {
+            return Err(FitError::Interrupted {
+                step: 0,
+                reason: "the comparison's step limit was reached".into(),
+            }
+            .into());
+        }
+        let checkpoints = dir.map(|dir| RunCheckpoints {
+            dir,
+            every: progress.every,
+            resume: progress.resume && dir.join(TRAINING_DIR).is_dir(),
+        });
+        let limit = progress.budget.map_or(StepLimit::None, StepLimit::After);
+        let outcome = self.train_config(config, data, checkpoints, limit)?;
+        if let Some(budget) = &mut progress.budget {
+            *budget = budget.saturating_sub(outcome.steps_taken);
+        }
+        Ok(outcome)
+    }
+
+    /// One learning rate: trains on all training rows, evaluates on the test rows.
+    fn run_unit(
+        &self,
+        unit: &Unit,
+        lr: f64,
+        data: &TaskData<T::Item, T::Meta>,
+        out: Option<&Path>,
+        progress: &mut Progress<'_>,
+    ) -> Result<Vec<ComparedRun>, RunError> {
+        let dir = out.map(|o| unit.dir(o).join(lr_name(lr)));
+        if let Some(dir) = &dir
+            && let Some(run) = read_compared(dir)?
+        {
+            (progress.on_run)(&run);
+            return Ok(vec![run]);
+        }
+        let config = self.unit_config(unit, lr);
+        let outcome = self.train_unit_run(config, data, dir.as_deref(), progress)?;
+        let run = ComparedRun {
+            report: outcome.report,
+            chosen: true,
+            split: "test".into(),
+            val_aurac_log2: None,
+            grid: unit.method.is_grid(),
+        };
+        if let Some(dir) = &dir {
+            self.save(dir, &run.report, Some(&outcome.model))?;
+            write_json(&dir.join(COMPARED_RUN), &run)?;
+        }
+        (progress.on_run)(&run);
+        Ok(vec![run])
+    }
+
+    /// Several learning rates: each trains on the training rows but the
+    /// validation ones and is scored there; the best (the first on ties) is
+    /// evaluated on the test rows. Returns the rejected runs in
+    /// learning-rate order, then the chosen one.
+    fn select_unit(
+        &self,
+        unit: &Unit,
+        lrs: &[f64],
+        selection: &TaskData<T::Item, T::Meta>,
+        data: &TaskData<T::Item, T::Meta>,
+        out: Option<&Path>,
+        progress: &mut Progress<'_>,
+    ) -> Result<Vec<ComparedRun>, RunError> {
+        let base = out.map(|o| unit.dir(o));
+        let lr_dir = |lr: f64| base.as_ref().map(|b| b.join(lr_name(lr)));
+        // A finished unit is read back whole.
+        if base.is_some() {
+            let mut saved = Vec::new();
+            for &lr in lrs {
+                saved.push(lr_dir(lr).map(|d| read_compared(&d)).transpose()?.flatten());
+            }
+            if saved.iter().flatten().any(|r| r.chosen) {
+                let (chosen, mut rejected): (Vec<_>, Vec<_>) =
+                    saved.into_iter().flatten().partition(|r| r.chosen);
+                rejected.extend(chosen);
+                for run in &rejected {
+                    (progress.on_run)(run);
+                }
+                self.remove_valid_dirs(lrs, &lr_dir)?;
+                return Ok(rejected);
+            }
+        }
+        let mut validated: Vec<ComparedRun> = Vec::with_capacity(lrs.len());
+        // the best so far: its index, and its model when trained in this call
+        let mut best: Option<(usize, Option<T::Model>)> = None;
+        for (i, &lr) in lrs.iter().enumerate() {
+            let dir = lr_dir(lr);
+            let valid_dir = dir.as_ref().map(|d| d.join(VALID_DIR));
+            let finished = match (&dir, &valid_dir) {
+                (Some(dir), Some(valid)) => match read_compared(dir)? {
+                    Some(run) => Some(run),
+                    None => read_compared(valid)?,
+                },
+                _ => None,
+            };
+            let (run, model) = match finished {
+                Some(run) => (run, None),
+                None => {
+                    let config = self.unit_config(unit, lr);
+                    let outcome =
+                        self.train_unit_run(config, selection, valid_dir.as_deref(), progress)?;
+                    let run = ComparedRun {
+                        val_aurac_log2: Some(outcome.report.aurac_log2),
+                        report: outcome.report,
+                        chosen: false,
+                        split: "valid".into(),
+                        grid: unit.method.is_grid(),
+                    };
+                    if let Some(valid) = &valid_dir {
+                        self.save(valid, &run.report, Some(&outcome.model))?;
+                        write_json(&valid.join(COMPARED_RUN), &run)?;
+                    }
+                    (run, Some(outcome.model))
+                }
+            };
+            (progress.on_run)(&run);
+            let better = best
+                .as_ref()
+                .is_none_or(|&(b, _)| run.report.aurac_log2 > validated[b].report.aurac_log2);
+            if better {
+                best = Some((i, model));
+            }
+            validated.push(run);
+        }
+        let Some((chosen_at, model)) = best else {
+            return Ok(Vec::new());
+        };
+        let lr = lrs[chosen_at];
+        let config = self.unit_config(unit, lr);
+        let model = match (model, &lr_dir(lr)) {
+            (Some(model), _) => model,
+            (None, Some(dir)) => self.load_run_model(&dir.join(VALID_DIR), &config, data)?,
+            (None, None) => {
+                return Err(RunError::Failed(
+                    "the chosen validation run's model is neither in memory nor saved".into(),
+                ));
+            }
+        };
+        let validation = &validated[chosen_at];
+        let mut report = self.evaluate_with(config, model.clone(), data)?;
+        report.train_steps = validation.report.train_steps;
+        report.ms_per_step = validation.report.ms_per_step;
+        let chosen = ComparedRun {
+            report,
+            chosen: true,
+            split: "test".into(),
+            val_aurac_log2: validation.val_aurac_log2,
+            grid: unit.method.is_grid(),
+        };
+        let mut runs: Vec<ComparedRun> = validated
+            .into_iter()
+            .enumerate()
+            .filter(|&(i, _)| i != chosen_at)
+            .map(|(_, run)| run)
+            .collect();
+        if base.is_some() {
+            // the rejected runs' records first, the chosen one's last: it
+            // marks the unit finished
+            for run in &runs {
+                if let Some(dir) = lr_dir(run.report.config.train.lr) {
+                    std::fs::create_dir_all(&dir).map_err(|e| RunError::write(&dir, e))?;
+                    write_json(&dir.join(crate::io::REPORT_FILE), run)?;
+                    write_json(&dir.join(COMPARED_RUN), run)?;
+                }
+            }
+            if let Some(dir) = lr_dir(lr) {
+                self.save(&dir, &chosen.report, Some(&model))?;
+                write_json(&dir.join(COMPARED_RUN), &chosen)?;
+            }
+            self.remove_valid_dirs(lrs, &lr_dir)?;
+        }
+        (progress.on_run)(&chosen);
+        runs.push(chosen);
+        Ok(runs)
+    }
+
+    fn remove_valid_dirs(
+        &self,
+        lrs: &[f64],
+        lr_dir: &dyn Fn(f64) -> Option<PathBuf>,
+    ) -> Result<(), RunError> {
+        for &lr in lrs {
+            if let Some(valid) = lr_dir(lr).map(|d| d.join(VALID_DIR))
+                && valid.is_dir()
+            {
+                std::fs::remove_dir_all(&valid).map_err(|e| RunError::write(&valid, e))?;
+            }
+        }
+        Ok(())
+    }
+}
