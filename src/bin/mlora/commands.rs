@@ -176,6 +176,7 @@ pub struct Seeds {
     pub seeds: Option<Vec<u64>>,
     pub lrs: Option<Vec<f64>>,
     pub val_n: Option<usize>,
+    pub select_on_first_seed: bool,
 }
 
 pub fn compare_cmd(
@@ -219,6 +220,7 @@ pub fn compare_cmd(
             seeds: seeds.seeds.clone().unwrap_or_else(|| vec![run.seed]),
             lrs: seeds.lrs.clone().unwrap_or_else(|| vec![run.lr]),
             val_n: seeds.val_n,
+            select_on_first_seed: seeds.select_on_first_seed,
         }
     };
     let mut run = run;

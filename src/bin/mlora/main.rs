@@ -62,10 +62,22 @@ fn main() -> ExitCode {
             seeds,
             lrs,
             val_n,
+            select_on_first_seed,
             out,
         } => match resume {
             Some(dir) => compare_resume_cmd(&dir, &run, out.print),
-            None => compare_cmd(run, exact, methods, Seeds { seeds, lrs, val_n }, out),
+            None => compare_cmd(
+                run,
+                exact,
+                methods,
+                Seeds {
+                    seeds,
+                    lrs,
+                    val_n,
+                    select_on_first_seed,
+                },
+                out,
+            ),
         },
         Command::Eval {
             adapter,

@@ -34,6 +34,12 @@ pub struct ComparePlan {
     /// choosing among several learning rates; `None`: one fifth of them, at
     /// most 500.
     pub val_n: Option<usize>,
+    /// Choose the learning rates on the first seed only: the other seeds
+    /// train once each, with the first seed's choice for the same method,
+    /// head mode (and grid rank), on the same training rows (those but the
+    /// validation ones). Saves `(lrs - 1) x (seeds - 1)` runs per method.
+    #[serde(default)]
+    pub select_on_first_seed: bool,
 }
 
 /// One trained run of a comparison: its report, and its role.

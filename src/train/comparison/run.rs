@@ -107,6 +107,14 @@ impl Unit {
         }
     }
 
+    /// Whether `run` is of this unit's method, head mode (and grid rank),
+    /// whatever its seed.
+    fn is_of(&self, run: &ComparedRun) -> bool {
+        run.compare_method() == self.method
+            && run.report.head_mode == self.head_mode
+            && self.rank.is_none_or(|k| run.report.config.train.rank == k)
+    }
+
     fn label(&self) -> String {
         let rank = self.rank.map(|k| format!(", rank {k}")).unwrap_or_default();
         format!(
@@ -156,8 +164,10 @@ impl<T: Task> Runner<T> {
     /// `lora-grid`, every rank `k` of `S` at max rank `k`), each learning
     /// rate trains on the training examples but the last `val_n` and is
     /// scored on those (AURAC log2; the grid's single rank: its figure); the
-    /// best one's model is then evaluated on the test examples. With one
-    /// learning rate it trains on all training examples. `on_run` sees each
+    /// best one's model is then evaluated on the test examples (with
+    /// [`ComparePlan::select_on_first_seed`], the other seeds train once with
+    /// the first seed's choice). With one learning rate it trains on all
+    /// training examples. `on_run` sees each
     /// run as it finishes (or is read back).
     ///
     /// With `out`, every run is written into
@@ -224,6 +234,16 @@ impl<T: Task> Runner<T> {
         if let Some(out) = out {
             self.open_comparison(out, plan, &progress)?;
         }
+        // with the learning rate chosen on the first seed: the selection's
+        // training rows, the test rows
+        let reuse = selection
+            .as_ref()
+            .filter(|_| plan.select_on_first_seed)
+            .map(|s| TaskData {
+                train: s.train.clone(),
+                test: data.test.clone(),
+                meta: data.meta.clone(),
+            });
         let mut runs: Vec<ComparedRun> = Vec::new();
         for &head_mode in &plan.head_modes {
             for &method in &plan.methods {
@@ -244,9 +264,24 @@ impl<T: Task> Runner<T> {
                                 .collect(),
                             source: Box::new(e),
                         };
-                        let done = match &selection {
-                            None => self.run_unit(&unit, plan.lrs[0], data, out, &mut progress),
-                            Some(selection) => self.select_unit(
+                        let first_choice = reuse
+                            .as_ref()
+                            .filter(|_| seed != plan.seeds[0])
+                            .and_then(|reuse| {
+                                runs.iter()
+                                    .find(|r| {
+                                        r.chosen && r.report.seed == plan.seeds[0] && unit.is_of(r)
+                                    })
+                                    .map(|r| (reuse, r.report.config.train.lr))
+                            });
+                        let done = match (&selection, first_choice) {
+                            (_, Some((reuse, lr))) => {
+                                self.run_unit(&unit, lr, reuse, out, &mut progress)
+                            }
+                            (None, _) => {
+                                self.run_unit(&unit, plan.lrs[0], data, out, &mut progress)
+                            }
+                            (Some(selection), None) => self.select_unit(
                                 &unit,
                                 &plan.lrs,
                                 selection,

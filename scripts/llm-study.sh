@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The paper's claims on a real LLM (README "On a real LLM"): SmolLM2-135M-Instruct
+# (GGUF, Q4_1) with adapters on all seven projections, R = 32, S = {1,...,32},
+# every method and the rank grid search (lora-grid), learning rates chosen on
+# validation rows of the first seed from {3e-4, 1e-3, 3e-3}, seeds 1, 2, 3, on
+# two tasks:
+#   chain  reasoning-gym chain sums (a +- b): exact match of greedy answers moves
+#   gsm    GSM-style word problems (reasoning-gym gsm_symbolic, template-disjoint):
+#          held-out response loss and token accuracy (135M parameters score 0 exact
+#          match on GSM), then the chosen adapters on the real GSM8K originals.
+#
+# Resumable: run it again after a stop (Ctrl-C, a kill, the end of a sitting) and
+# it goes on where it stopped (`mlora compare --resume`); a finished part is
+# not redone. About 11 hours on 2 cores (BENCHMARKS.md / README say what was measured).
+#
+# Usage: scripts/llm-study.sh [OUT]   (default: runs/llm-study)
+# Env:   MLORA (the binary; default: target/release/mlora, built if missing),
+#        ASSETS (default: assets), STUDY_PARTS (default: "base chain gsm originals").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-runs/llm-study}"
+assets="${ASSETS:-assets}"
+parts="${STUDY_PARTS:-base chain gsm originals}"
+model="$assets/SmolLM2-135M-Instruct.Q4_1.gguf"
+math="$assets/math"
+[ -f "$model" ] || scripts/fetch-llm.sh "$assets"
+[ -f "$math/manifest.json" ] || scripts/make-math-data.sh "$math"
+mlora="${MLORA:-${CARGO_TARGET_DIR:-target}/release/mlora}"
+if [ ! -x "$mlora" ]; then
+  cargo build --release --bin mlora
+fi
+mkdir -p "$out"
+
+common=(--task causal-lm --model "$model" --prompt-field question --response-field answer
+  --rank 32 --ranks 1,2,4,8,16,32
+  --methods lora,dylora,matryoshka,matryoshka-sampled,matryoshka-exact,lora-grid --rank-samples 2
+  --seeds 1,2,3 --lrs 3e-4,1e-3,3e-3 --select-on-first-seed --val-n 64 --checkpoint-every 10)
+
+# compare NAME ARGS...: the comparison into $out/NAME, resumed if it was started.
+compare() {
+  local name="$1"; shift
+  local dir="$out/$name"
+  if [ -f "$dir/compare.json" ]; then
+    echo "study: $name done ($dir/compare.json)"
+  elif [ -f "$dir/compare-plan.json" ]; then
+    echo "study: $name resumed in $dir ($(date -u +%FT%TZ))"
+    "$mlora" compare --resume "$dir" 2>>"$out/$name.log" | tee "$out/$name.txt"
+  else
+    echo "study: $name started in $dir ($(date -u +%FT%TZ))"
+    "$mlora" compare "${common[@]}" "$@" --out "$dir" 2>>"$out/$name.log" | tee "$out/$name.txt"
+  fi
+}
+
+# base NAME ARGS...: the base model's figures on a test file, once.
+base() {
+  local name="$1"; shift
+  local dest="$out/base/$name.json"
+  [ -s "$dest" ] && return 0
+  mkdir -p "$out/base"
+  echo "study: base model on $name"
+  "$mlora" eval --task causal-lm --model "$model" --prompt-field question --response-field answer \
+    --data "$@" --json 2>>"$out/base.log" > "$dest.part"
+  mv "$dest.part" "$dest"
+}
+
+for part in $parts; do
+  case "$part" in
+    base)
+      base chain "$math/chain_train.jsonl" --test-data "$math/chain_test.jsonl" --test-n 100 \
+        --max-len 48 --max-new-tokens 16
+      base gsm "$math/gsm_train.jsonl" --test-data "$math/gsm_test.jsonl" --test-n 100 \
+        --max-len 320 --max-new-tokens 0
+      base originals "$math/gsm_train.jsonl" --test-data "$math/gsm8k_originals_test.jsonl" \
+        --max-len 512 --max-new-tokens 256
+      ;;
+    chain)
+      # 960 training rows (60 steps of 16) + 64 validation rows, 100 test rows
+      compare chain --data "$math/chain_train.jsonl" --test-data "$math/chain_test.jsonl" \
+        --train-n 1024 --test-n 100 --batch 16 --eval-batch 50 --max-len 48 --max-new-tokens 16
+      ;;
+    gsm)
+      # 240 training rows (30 steps of 8) + 64 validation rows, 100 test rows;
+      # no generation: the curve is token accuracy
+      compare gsm --data "$math/gsm_train.jsonl" --test-data "$math/gsm_test.jsonl" \
+        --train-n 304 --test-n 100 --batch 8 --eval-batch 25 --max-len 320 --max-new-tokens 0
+      ;;
+    originals)
+      # the chosen GSM adapters of seed 1 on the real GSM8K originals of the
+      # test templates: loss, token accuracy and greedy exact match (256 tokens)
+      [ -f "$out/gsm/compare.json" ] || { echo "study: originals wait for gsm"; continue; }
+      for run in $(find "$out/gsm" -path '*seed-1*' -name compared.json -print0 | xargs -0 grep -l '"chosen": true' | xargs -n1 dirname | sort); do
+        dest="$out/originals/${run#"$out/gsm/"}"
+        [ -f "$dest/report.json" ] && continue
+        mkdir -p "$(dirname "$dest")"
+        echo "study: originals of $run"
+        "$mlora" eval --adapter "$run" --test-data "$math/gsm8k_originals_test.jsonl" \
+          --max-len 512 --max-new-tokens 256 --out "$dest" --quiet 2>>"$out/originals.log"
+      done
+      ;;
+    *) echo "study: unknown part $part" >&2; exit 2 ;;
+  esac
+done
+echo "study: $parts done ($(date -u +%FT%TZ))"
