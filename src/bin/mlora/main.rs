@@ -10,15 +10,18 @@
 
 mod args;
 mod artifacts;
+mod cli;
 mod commands;
+mod compare;
 mod failure;
 mod memory;
 mod output;
 
-use args::{BenchCommand, Cli, Command};
 use artifacts::*;
 use clap::Parser;
+use cli::{BenchCommand, Cli, Command};
 use commands::*;
+use compare::{Seeds, compare_cmd, compare_resume_cmd};
 use memory::memory_cmd;
 use std::process::ExitCode;
 

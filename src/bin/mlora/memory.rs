@@ -1,7 +1,7 @@
 //! `mlora memory`: the memory formula's bytes per device for each rank and
 //! base dtype (README, "Scaling").
 
-use super::args::MemoryArgs;
+use super::cli::MemoryArgs;
 use super::failure::{Failure, bad};
 use matryoshka_lora::models::BaseDtype;
 use matryoshka_lora::models::llama::{LlamaCheckpoint, LlamaConfig, PRESETS};

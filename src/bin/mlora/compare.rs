@@ -1,0 +1,235 @@
+//! `mlora compare`: one run per method, or a comparison over runs (seeds,
+//! learning rates, head modes, the rank grid), resumable.
+
+use super::args::{DEFAULTS, OutArgs, PrintArgs, RunArgs, TaskKind, check_sampled_flags};
+use super::commands::{prepared, stop_on_ctrl_c, with_out};
+use super::failure::{Failure, bad, compare_stopped, stopped};
+use super::output::{DataSummary, print_comparison};
+use matryoshka_lora::tasks::causal_lm::{CausalLmConfig, CausalLmTask};
+use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask};
+use matryoshka_lora::train::{
+    COMPARE_STATE, CompareMethod, ComparePlan, CompareState, Runner, Task, TaskData, TrainMethod,
+};
+use std::path::Path;
+use std::time::Instant;
+
+/// `compare`'s multi-seed flags.
+pub struct Seeds {
+    pub seeds: Option<Vec<u64>>,
+    pub lrs: Option<Vec<f64>>,
+    pub val_n: Option<usize>,
+    pub select_on_first_seed: bool,
+}
+
+pub fn compare_cmd(
+    run: RunArgs,
+    exact: bool,
+    methods: Option<Vec<CompareMethod>>,
+    seeds: Seeds,
+    out: OutArgs,
+) -> Result<(), Failure> {
+    let mut methods = methods.unwrap_or_else(|| {
+        [
+            TrainMethod::Lora,
+            TrainMethod::Dylora,
+            TrainMethod::Matryoshka,
+        ]
+        .map(CompareMethod::from)
+        .to_vec()
+    });
+    let exact_method = CompareMethod::from(TrainMethod::MatryoshkaExact);
+    if exact && !methods.contains(&exact_method) {
+        methods.push(exact_method);
+    }
+    let trained: Vec<TrainMethod> = methods.iter().map(|m| m.train_method()).collect();
+    check_sampled_flags(&trained, run.rank_samples, run.sample_max)?;
+    // The grid, seeds, learning rates or head modes: a comparison over runs
+    // (`compare_seeds`, resumable); else one run per method (`compare`).
+    let many = seeds.seeds.is_some()
+        || seeds.lrs.is_some()
+        || run.head_mode.len() > 1
+        || methods.iter().any(CompareMethod::is_grid);
+    let quiet = out.print.quiet_progress();
+    let plan = |run: &mut RunArgs| {
+        let head_modes = std::mem::take(&mut run.head_mode);
+        ComparePlan {
+            methods: methods.clone(),
+            head_modes: if head_modes.is_empty() {
+                vec![DEFAULTS.head_mode]
+            } else {
+                head_modes
+            },
+            seeds: seeds.seeds.clone().unwrap_or_else(|| vec![run.seed]),
+            lrs: seeds.lrs.clone().unwrap_or_else(|| vec![run.lr]),
+            val_n: seeds.val_n,
+            select_on_first_seed: seeds.select_on_first_seed,
+        }
+    };
+    let mut run = run;
+    let plan = plan(&mut run);
+    match run.task {
+        TaskKind::Classify => {
+            let runner = run.runner(
+                ClassifyTask::new(run.classify_settings()?),
+                quiet,
+                out.out.as_ref(),
+            )?;
+            if many {
+                compare_plan_cmd(runner, plan, &out)
+            } else {
+                compare_task(runner, trained, &out)
+            }
+        }
+        TaskKind::CausalLm => {
+            let runner = run.runner(
+                CausalLmTask::new(run.causal_lm_settings()?),
+                quiet,
+                out.out.as_ref(),
+            )?;
+            if many {
+                compare_plan_cmd(runner, plan, &out)
+            } else {
+                compare_task(runner, trained, &out)
+            }
+        }
+    }
+}
+
+fn compare_task<T: Task>(
+    runner: Runner<T>,
+    methods: Vec<TrainMethod>,
+    out: &OutArgs,
+) -> Result<(), Failure>
+where
+    TaskData<T::Item, T::Meta>: DataSummary,
+{
+    let quiet = out.print.quiet_progress();
+    stop_on_ctrl_c(runner.interrupter());
+    with_out(out, || {
+        let started = Instant::now();
+        let data = prepared(&runner, quiet, true)?;
+        let reports = runner
+            .compare(&methods, &data, out.out.as_deref(), |r| {
+                if !quiet {
+                    eprintln!(
+                        "{}: AURAC log2 {:.2}%, {:.1} ms/step",
+                        r.method, r.aurac_log2, r.ms_per_step
+                    );
+                }
+            })
+            .map_err(|e| stopped(e, out.out.as_deref()))?;
+        out.print.print(&reports);
+        if !out.print.quiet_progress() {
+            println!(
+                "total {:.1} s, peak RSS {:.0} MiB",
+                started.elapsed().as_secs_f64(),
+                matryoshka_lora::report::peak_rss_mb()
+            );
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// `compare --resume DIR`: the comparison cut short in `dir`, continued
+/// with the settings it was started with (where it trains may change).
+pub fn compare_resume_cmd(dir: &Path, run: &RunArgs, print: PrintArgs) -> Result<(), Failure> {
+    let mut state = CompareState::read(dir)
+        .map_err(|e| bad("--resume", e))?
+        .ok_or_else(|| {
+            bad(
+                "--resume",
+                format!(
+                    "{} holds no comparison to resume (no {COMPARE_STATE}: it was not written by `mlora compare --out` with --seeds, --lrs, several --head-mode or lora-grid)",
+                    dir.display()
+                ),
+            )
+        })?;
+    run.apply_execution(&mut state.config.train)?;
+    let out = OutArgs {
+        out: Some(dir.to_path_buf()),
+        print,
+    };
+    let quiet = out.print.quiet_progress();
+    if state.config.task.contains_key("prompt_field") {
+        let task: CausalLmConfig = state
+            .config
+            .task_settings()
+            .map_err(|e| bad("--resume", format!("not a causal-LM comparison: {e}")))?;
+        let runner = Runner::new(CausalLmTask::new(task), state.config.train.clone())?
+            .quiet(quiet)
+            .tolerance(state.tolerance)
+            .checkpoint_into(dir, state.checkpoint_every)
+            .resume(true);
+        compare_plan_cmd(runner, state.plan, &out)
+    } else {
+        let task: ClassifyConfig = state
+            .config
+            .task_settings()
+            .map_err(|e| bad("--resume", format!("not a classification comparison: {e}")))?;
+        let runner = Runner::new(ClassifyTask::new(task), state.config.train.clone())?
+            .quiet(quiet)
+            .tolerance(state.tolerance)
+            .checkpoint_into(dir, state.checkpoint_every)
+            .resume(true);
+        compare_plan_cmd(runner, state.plan, &out)
+    }
+}
+
+/// A comparison over runs (`compare --seeds/--lrs/--head-mode a,b`, the
+/// grid, or `--resume`): every method, head mode and seed, the learning rate
+/// chosen on validation rows, mean ± std and paired differences.
+fn compare_plan_cmd<T: Task>(
+    runner: Runner<T>,
+    plan: ComparePlan,
+    out: &OutArgs,
+) -> Result<(), Failure>
+where
+    TaskData<T::Item, T::Meta>: DataSummary,
+{
+    let quiet = out.print.quiet_progress();
+    stop_on_ctrl_c(runner.interrupter());
+    with_out(out, || {
+        let started = Instant::now();
+        let data = prepared(&runner, quiet, true)?;
+        let comparison = runner
+            .compare_seeds(&plan, &data, out.out.as_deref(), |r| {
+                if !quiet {
+                    let rank = if r.grid {
+                        format!(", rank {}", r.report.config.train.rank)
+                    } else {
+                        String::new()
+                    };
+                    eprintln!(
+                        "{} ({}), seed {}{rank}, lr {}: AURAC log2 {:.2}% on {}{}",
+                        r.compare_method(),
+                        r.report.head_mode,
+                        r.report.seed,
+                        r.report.config.train.lr,
+                        r.report.aurac_log2,
+                        r.split,
+                        if r.chosen && r.val_aurac_log2.is_some() {
+                            " (chosen)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            })
+            .map_err(|e| compare_stopped(e, out.out.as_deref()))?;
+        if out.print.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&comparison).unwrap_or_default()
+            );
+        } else if !out.print.quiet {
+            print_comparison(&comparison);
+            println!(
+                "total {:.1} s, peak RSS {:.0} MiB",
+                started.elapsed().as_secs_f64(),
+                matryoshka_lora::report::peak_rss_mb()
+            );
+        }
+        Ok(())
+    })
+}
