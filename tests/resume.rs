@@ -1,7 +1,7 @@
 //! Runs that survive: a run stopped after N steps and resumed from its
 //! checkpoints ends with the adapter of the uninterrupted run (lora, dylora,
 //! matryoshka); checkpointing does not change a run; a NaN loss at step k
-//! stops training at step k.
+//! stops training at step k; a comparison leaves a diverged run out.
 
 mod common;
 
@@ -15,8 +15,8 @@ use burn::prelude::*;
 use matryoshka_lora::Injection;
 use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask};
 use matryoshka_lora::train::{
-    FitError, RankedBatchOutput, RunError, Runner, Setting, Task, TaskData, TaskModel, TrainConfig,
-    TrainMethod,
+    ComparePlan, DIVERGED_RUN, FitError, HeadMode, RankedBatchOutput, RunError, Runner, Setting,
+    Task, TaskData, TaskModel, TrainConfig, TrainMethod,
 };
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -253,4 +253,63 @@ fn a_nan_loss_at_step_k_stops_training_at_step_k() {
     assert!(err.to_string().contains("learning rate"), "{err}");
     // 10 steps in the epoch, none after the fourth
     assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
+
+#[test]
+fn a_comparison_skips_a_diverged_run_records_it_and_resumes_past_it() {
+    let _turn = turn();
+    let dir = common::temp_dir("compare-diverged");
+    let out = dir.join("cmp");
+    // 256 training rows after 64 validation rows: 8 steps of 32 per run; the
+    // shared call count makes the second learning rate's run diverge at its
+    // third step
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let runner = |nan_at: usize| {
+        let task = Sign {
+            calls: calls.clone(),
+            nan_at,
+        };
+        let config = TrainConfig {
+            batch: 32,
+            ..TrainConfig::default().with_max_rank(4).unwrap()
+        };
+        Runner::new(task, config)
+            .unwrap()
+            .quiet(true)
+            .checkpoint_into(&out, Some(4))
+    };
+    let plan = ComparePlan {
+        methods: vec![TrainMethod::Lora.into()],
+        head_modes: vec![HeadMode::Joint],
+        seeds: vec![1],
+        lrs: vec![1e-3, 2e-3],
+        val_n: Some(64),
+        select_on_first_seed: false,
+    };
+    let first = runner(8 + 3);
+    let data = first.prepare().unwrap();
+    let c = first
+        .compare_seeds(&plan, &data, Some(&out), |_| {})
+        .unwrap();
+    assert_eq!(c.skipped.len(), 1, "{:?}", c.skipped);
+    let s = &c.skipped[0];
+    assert_eq!((s.lr, s.seed, s.split.as_str()), (2e-3, 1, "valid"));
+    assert!(s.reason.contains("step 3"), "{}", s.reason);
+    // the other learning rate was chosen and evaluated on the test rows
+    assert_eq!(c.runs.len(), 1);
+    assert!(c.runs[0].chosen && c.runs[0].report.config.train.lr == 1e-3);
+    assert_eq!(c.summary.len(), 1);
+    let record = out.join("lora/seed-1/lr-2e-3");
+    assert!(record.join(DIVERGED_RUN).is_file());
+    assert!(!record.join(".valid/.training").exists());
+    // resumed: nothing trains (no step allowed), the same result
+    calls.store(0, Ordering::SeqCst);
+    let again = runner(usize::MAX)
+        .resume(true)
+        .stop_after(0)
+        .compare_seeds(&plan, &data, Some(&out), |_| {})
+        .unwrap();
+    assert_eq!(again.skipped, c.skipped);
+    assert_eq!(again.summary, c.summary);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
 }

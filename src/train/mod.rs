@@ -37,7 +37,7 @@ mod timing;
 pub use checkpointing::{AdapterStateCheckpointer, TRAINING_DIR, TrainingState, last_checkpoint};
 pub use comparison::{
     COMPARE_STATE, COMPARED_RUN, CompareMethod, ComparePlan, CompareState, ComparedRun, Comparison,
-    MethodSummary, PairSummary, SeriesSummary,
+    DIVERGED_RUN, MethodSummary, PairSummary, SeriesSummary, SkippedRun,
 };
 pub use config::TrainConfig;
 pub use error::{BoxError, RunError, Setting};

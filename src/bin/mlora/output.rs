@@ -205,6 +205,13 @@ pub fn print_comparison(c: &Comparison) {
         );
     }
     println!("seeds {:?}", c.plan.seeds);
+    for s in &c.skipped {
+        let rank = s.rank.map(|k| format!(" rank {k}")).unwrap_or_default();
+        println!(
+            "left out (diverged): {} ({}) seed {}{rank} lr {:e} on {}: {}",
+            s.method, s.head_mode, s.seed, s.lr, s.split, s.reason
+        );
+    }
     for pair in &c.pairs {
         println!("{}", pair.verdict);
     }

@@ -10,7 +10,7 @@ mod method;
 mod run;
 
 pub use method::CompareMethod;
-pub use run::{COMPARE_STATE, COMPARED_RUN, CompareState};
+pub use run::{COMPARE_STATE, COMPARED_RUN, CompareState, DIVERGED_RUN, SkippedRun};
 
 use super::objective::HeadMode;
 use crate::adapter::aurac_both;
@@ -267,6 +267,9 @@ pub struct Comparison {
     pub pairs: Vec<PairSummary>,
     /// Every run, in the order they finished.
     pub runs: Vec<ComparedRun>,
+    /// The runs left out because they diverged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedRun>,
     /// What was run.
     pub plan: ComparePlan,
 }
@@ -365,6 +368,7 @@ impl Comparison {
             summary,
             pairs,
             runs,
+            skipped: Vec::new(),
             plan,
         }
     }

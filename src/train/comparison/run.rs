@@ -33,8 +33,55 @@ use std::path::{Path, PathBuf};
 pub const COMPARE_STATE: &str = "compare-plan.json";
 /// A finished run's [`ComparedRun`], in its directory.
 pub const COMPARED_RUN: &str = "compared.json";
+/// A run that diverged, in its directory.
+pub const DIVERGED_RUN: &str = "diverged.json";
 /// A validation run's files while its method and seed are compared.
 const VALID_DIR: &str = ".valid";
+
+/// A run left out of a comparison because its loss diverged (NaN or
+/// infinite): at a learning rate too high for its method, say. The
+/// comparison goes on without it; a method whose every learning rate
+/// diverged for a seed has no figures for that seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkippedRun {
+    /// The method.
+    pub method: CompareMethod,
+    /// The head mode.
+    pub head_mode: HeadMode,
+    /// The seed.
+    pub seed: u64,
+    /// The grid's rank `k`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<usize>,
+    /// The learning rate.
+    pub lr: f64,
+    /// `valid` (a learning rate being chosen) or `test`.
+    pub split: String,
+    /// What happened.
+    pub reason: String,
+}
+
+/// Whether `e` is a run's divergence (not bad settings or I/O).
+fn diverged(e: &RunError) -> bool {
+    matches!(
+        e,
+        RunError::Fit(FitError::Diverged { .. } | FitError::NonFiniteEvalLoss { .. })
+    )
+}
+
+fn read_skipped(dir: &Path) -> Result<Option<SkippedRun>, RunError> {
+    let path = dir.join(DIVERGED_RUN);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            RunError::invalid(
+                Setting::Output,
+                format!("{} is not a diverged run's record ({e})", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(RunError::write(&path, e)),
+    }
+}
 
 /// What a comparison was started with (`compare-plan.json`): enough to
 /// resume it without any other input.
@@ -135,6 +182,8 @@ struct Progress<'a> {
     resume: bool,
     every: Option<usize>,
     on_run: &'a mut dyn FnMut(&ComparedRun),
+    /// The runs that diverged, in the order met.
+    skipped: Vec<SkippedRun>,
 }
 
 fn read_compared(dir: &Path) -> Result<Option<ComparedRun>, RunError> {
@@ -230,6 +279,7 @@ impl<T: Task> Runner<T> {
             resume: settings.is_some_and(|c| c.resume),
             every: settings.and_then(|c| c.every),
             on_run: &mut on_run,
+            skipped: Vec::new(),
         };
         if let Some(out) = out {
             self.open_comparison(out, plan, &progress)?;
@@ -296,7 +346,8 @@ impl<T: Task> Runner<T> {
                 }
             }
         }
-        let comparison = Comparison::from_runs(plan.clone(), runs, self.report_tolerance());
+        let mut comparison = Comparison::from_runs(plan.clone(), runs, self.report_tolerance());
+        comparison.skipped = progress.skipped;
         if let Some(out) = out {
             write_json(&out.join("compare.json"), &comparison)?;
             write_plots(out, |path| {
@@ -427,6 +478,51 @@ impl<T: Task> Runner<T> {
         Ok(outcome)
     }
 
+    /// `train_unit_run`, with a divergence recorded (in `dir`,
+    /// and in the comparison's `skipped`) instead of ending the comparison:
+    /// `Ok(None)` then.
+    fn train_or_skip(
+        &self,
+        unit: &Unit,
+        lr: f64,
+        split: &str,
+        data: &TaskData<T::Item, T::Meta>,
+        dir: Option<&Path>,
+        record: Option<&Path>,
+        progress: &mut Progress<'_>,
+    ) -> Result<Option<crate::train::RunOutcome<T::Model>>, RunError> {
+        let config = self.unit_config(unit, lr);
+        match self.train_unit_run(config, data, dir, progress) {
+            Ok(outcome) => Ok(Some(outcome)),
+            Err(e) if diverged(&e) => {
+                let skipped = SkippedRun {
+                    method: unit.method,
+                    head_mode: unit.head_mode,
+                    seed: unit.seed,
+                    rank: unit.rank,
+                    lr,
+                    split: split.into(),
+                    reason: e.to_string(),
+                };
+                if let Some(record) = record {
+                    std::fs::create_dir_all(record).map_err(|e| RunError::write(record, e))?;
+                    write_json(&record.join(DIVERGED_RUN), &skipped)?;
+                    // its checkpoints cannot be resumed into anything useful
+                    if let Some(dir) = dir
+                        && dir.join(TRAINING_DIR).is_dir()
+                    {
+                        let training = dir.join(TRAINING_DIR);
+                        std::fs::remove_dir_all(&training)
+                            .map_err(|e| RunError::write(&training, e))?;
+                    }
+                }
+                progress.skipped.push(skipped);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// One learning rate: trains on all training rows, evaluates on the test rows.
     fn run_unit(
         &self,
@@ -437,14 +533,28 @@ impl<T: Task> Runner<T> {
         progress: &mut Progress<'_>,
     ) -> Result<Vec<ComparedRun>, RunError> {
         let dir = out.map(|o| unit.dir(o).join(lr_name(lr)));
-        if let Some(dir) = &dir
-            && let Some(run) = read_compared(dir)?
-        {
-            (progress.on_run)(&run);
-            return Ok(vec![run]);
+        if let Some(dir) = &dir {
+            if let Some(run) = read_compared(dir)? {
+                (progress.on_run)(&run);
+                return Ok(vec![run]);
+            }
+            if let Some(skipped) = read_skipped(dir)? {
+                progress.skipped.push(skipped);
+                return Ok(Vec::new());
+            }
         }
-        let config = self.unit_config(unit, lr);
-        let outcome = self.train_unit_run(config, data, dir.as_deref(), progress)?;
+        let Some(outcome) = self.train_or_skip(
+            unit,
+            lr,
+            "test",
+            data,
+            dir.as_deref(),
+            dir.as_deref(),
+            progress,
+        )?
+        else {
+            return Ok(Vec::new());
+        };
         let run = ComparedRun {
             report: outcome.report,
             chosen: true,
@@ -478,10 +588,13 @@ impl<T: Task> Runner<T> {
         // A finished unit is read back whole.
         if base.is_some() {
             let mut saved = Vec::new();
+            let mut skipped = Vec::new();
             for &lr in lrs {
                 saved.push(lr_dir(lr).map(|d| read_compared(&d)).transpose()?.flatten());
+                skipped.extend(lr_dir(lr).map(|d| read_skipped(&d)).transpose()?.flatten());
             }
             if saved.iter().flatten().any(|r| r.chosen) {
+                progress.skipped.extend(skipped);
                 let (chosen, mut rejected): (Vec<_>, Vec<_>) =
                     saved.into_iter().flatten().partition(|r| r.chosen);
                 rejected.extend(chosen);
@@ -492,12 +605,18 @@ impl<T: Task> Runner<T> {
                 return Ok(rejected);
             }
         }
-        let mut validated: Vec<ComparedRun> = Vec::with_capacity(lrs.len());
-        // the best so far: its index, and its model when trained in this call
+        // (learning-rate index, validation run) of the runs that did not diverge
+        let mut validated: Vec<(usize, ComparedRun)> = Vec::with_capacity(lrs.len());
+        // the best so far: its place in `validated`, and its model when
+        // trained in this call
         let mut best: Option<(usize, Option<T::Model>)> = None;
         for (i, &lr) in lrs.iter().enumerate() {
             let dir = lr_dir(lr);
             let valid_dir = dir.as_ref().map(|d| d.join(VALID_DIR));
+            if let Some(skipped) = dir.as_ref().map(|d| read_skipped(d)).transpose()?.flatten() {
+                progress.skipped.push(skipped);
+                continue;
+            }
             let finished = match (&dir, &valid_dir) {
                 (Some(dir), Some(valid)) => match read_compared(dir)? {
                     Some(run) => Some(run),
@@ -508,9 +627,18 @@ impl<T: Task> Runner<T> {
             let (run, model) = match finished {
                 Some(run) => (run, None),
                 None => {
-                    let config = self.unit_config(unit, lr);
-                    let outcome =
-                        self.train_unit_run(config, selection, valid_dir.as_deref(), progress)?;
+                    let Some(outcome) = self.train_or_skip(
+                        unit,
+                        lr,
+                        "valid",
+                        selection,
+                        valid_dir.as_deref(),
+                        dir.as_deref(),
+                        progress,
+                    )?
+                    else {
+                        continue;
+                    };
                     let run = ComparedRun {
                         val_aurac_log2: Some(outcome.report.aurac_log2),
                         report: outcome.report,
@@ -528,15 +656,16 @@ impl<T: Task> Runner<T> {
             (progress.on_run)(&run);
             let better = best
                 .as_ref()
-                .is_none_or(|&(b, _)| run.report.aurac_log2 > validated[b].report.aurac_log2);
+                .is_none_or(|&(b, _)| run.report.aurac_log2 > validated[b].1.report.aurac_log2);
             if better {
-                best = Some((i, model));
+                best = Some((validated.len(), model));
             }
-            validated.push(run);
+            validated.push((i, run));
         }
-        let Some((chosen_at, model)) = best else {
+        let Some((chosen_place, model)) = best else {
             return Ok(Vec::new());
         };
+        let chosen_at = validated[chosen_place].0;
         let lr = lrs[chosen_at];
         let config = self.unit_config(unit, lr);
         let model = match (model, &lr_dir(lr)) {
@@ -548,7 +677,7 @@ impl<T: Task> Runner<T> {
                 ));
             }
         };
-        let validation = &validated[chosen_at];
+        let validation = &validated[chosen_place].1;
         let mut report = self.evaluate_with(config, model.clone(), data)?;
         report.train_steps = validation.report.train_steps;
         report.ms_per_step = validation.report.ms_per_step;
@@ -561,7 +690,6 @@ impl<T: Task> Runner<T> {
         };
         let mut runs: Vec<ComparedRun> = validated
             .into_iter()
-            .enumerate()
             .filter(|&(i, _)| i != chosen_at)
             .map(|(_, run)| run)
             .collect();
