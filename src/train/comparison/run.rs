@@ -175,6 +175,16 @@ fn lr_name(lr: f64) -> String {
     format!("lr-{lr:e}")
 }
 
+/// One run to train: its learning rate, the split it is measured on, where
+/// it checkpoints, and where its divergence would be recorded.
+#[derive(Clone, Copy)]
+struct Attempt<'a> {
+    lr: f64,
+    split: &'a str,
+    dir: Option<&'a Path>,
+    record: Option<&'a Path>,
+}
+
 /// What the runs of one comparison share while it goes.
 struct Progress<'a> {
     /// Steps left ([`Runner::stop_after`]).
@@ -484,13 +494,16 @@ impl<T: Task> Runner<T> {
     fn train_or_skip(
         &self,
         unit: &Unit,
-        lr: f64,
-        split: &str,
+        attempt: Attempt<'_>,
         data: &TaskData<T::Item, T::Meta>,
-        dir: Option<&Path>,
-        record: Option<&Path>,
         progress: &mut Progress<'_>,
     ) -> Result<Option<crate::train::RunOutcome<T::Model>>, RunError> {
+        let Attempt {
+            lr,
+            split,
+            dir,
+            record,
+        } = attempt;
         let config = self.unit_config(unit, lr);
         match self.train_unit_run(config, data, dir, progress) {
             Ok(outcome) => Ok(Some(outcome)),
@@ -543,16 +556,13 @@ impl<T: Task> Runner<T> {
                 return Ok(Vec::new());
             }
         }
-        let Some(outcome) = self.train_or_skip(
-            unit,
+        let attempt = Attempt {
             lr,
-            "test",
-            data,
-            dir.as_deref(),
-            dir.as_deref(),
-            progress,
-        )?
-        else {
+            split: "test",
+            dir: dir.as_deref(),
+            record: dir.as_deref(),
+        };
+        let Some(outcome) = self.train_or_skip(unit, attempt, data, progress)? else {
             return Ok(Vec::new());
         };
         let run = ComparedRun {
@@ -627,15 +637,13 @@ impl<T: Task> Runner<T> {
             let (run, model) = match finished {
                 Some(run) => (run, None),
                 None => {
-                    let Some(outcome) = self.train_or_skip(
-                        unit,
+                    let attempt = Attempt {
                         lr,
-                        "valid",
-                        selection,
-                        valid_dir.as_deref(),
-                        dir.as_deref(),
-                        progress,
-                    )?
+                        split: "valid",
+                        dir: valid_dir.as_deref(),
+                        record: dir.as_deref(),
+                    };
+                    let Some(outcome) = self.train_or_skip(unit, attempt, selection, progress)?
                     else {
                         continue;
                     };
