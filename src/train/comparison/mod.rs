@@ -4,7 +4,8 @@
 //! the rank grid search (`lora-grid`) as the reference the nested adapter is
 //! measured against, and the test figures summarised with means, standard
 //! deviations and paired differences between methods over the same seeds.
-//! A comparison written to a directory can be resumed ([`run`]).
+//! A comparison written to a directory can be resumed
+//! ([`Runner::compare_seeds`](super::Runner::compare_seeds)).
 
 mod method;
 mod run;
