@@ -285,7 +285,7 @@ impl Comparison {
                     r.compare_method() == method && r.report.head_mode == head_mode
                 };
                 // per seed: the chosen report (the grid: one per rank, ascending)
-                let mut seeds = Vec::new();
+                let mut seeds: Vec<u64> = Vec::new();
                 let mut reports: Vec<Vec<&Report>> = Vec::new();
                 for &seed in &plan.seeds {
                     let mut chosen: Vec<&Report> = runs
@@ -300,6 +300,14 @@ impl Comparison {
                         reports.push(chosen);
                     }
                 }
+                // a grid seed missing a rank (every learning rate diverged
+                // there) is left out, not the whole grid
+                let full = reports.iter().map(Vec::len).max().unwrap_or(0);
+                let (seeds, reports): (Vec<u64>, Vec<Vec<&Report>>) = seeds
+                    .into_iter()
+                    .zip(reports)
+                    .filter(|(_, r)| r.len() == full)
+                    .unzip();
                 if let Some(mut entry) =
                     MethodSummary::build(method, head_mode, seeds, &reports, tolerance)
                 {
