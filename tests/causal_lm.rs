@@ -568,7 +568,8 @@ fn cli_lora_grid_on_a_causal_lm_and_its_resume() {
     let model = fixture("tinyllama").display().to_string();
     let data = fixture("arith.jsonl").display().to_string();
     let out_s = out.display().to_string();
-    let printed = json_of(&[
+    // what both comparisons below share
+    let shared = [
         "compare",
         "--task",
         "causal-lm",
@@ -576,8 +577,6 @@ fn cli_lora_grid_on_a_causal_lm_and_its_resume() {
         &model,
         "--data",
         &data,
-        "--methods",
-        "matryoshka,lora-grid",
         "--rank",
         "4",
         "--ranks",
@@ -586,6 +585,12 @@ fn cli_lora_grid_on_a_causal_lm_and_its_resume() {
         "48",
         "--test-n",
         "8",
+        "--out",
+        &out_s,
+    ];
+    let first = [
+        "--methods",
+        "matryoshka,lora-grid",
         "--max-len",
         "40",
         "--max-new-tokens",
@@ -595,9 +600,8 @@ fn cli_lora_grid_on_a_causal_lm_and_its_resume() {
         "--lr",
         "1e-2",
         "--json",
-        "--out",
-        &out_s,
-    ]);
+    ];
+    let printed = json_of(&[&shared[..], &first[..]].concat());
     let runs = printed["runs"].as_array().unwrap();
     let grid_runs: Vec<&serde_json::Value> = runs.iter().filter(|r| r["grid"] == true).collect();
     assert_eq!(grid_runs.len(), 3);
@@ -660,27 +664,8 @@ fn cli_lora_grid_on_a_causal_lm_and_its_resume() {
     assert_eq!(refused.status.code(), Some(2));
     // and a new comparison into it is refused, pointing at --resume
     let output = mlora()
-        .args([
-            "compare",
-            "--task",
-            "causal-lm",
-            "--model",
-            &model,
-            "--data",
-            &data,
-            "--methods",
-            "lora-grid",
-            "--rank",
-            "4",
-            "--ranks",
-            "1,2,4",
-            "--train-n",
-            "48",
-            "--test-n",
-            "8",
-            "--out",
-            &out_s,
-        ])
+        .args(shared)
+        .args(["--methods", "lora-grid"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -62,6 +62,21 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// `path` parsed as JSON, or `None` when there is no such file: errors name
+/// the file and say it is not `what` (a parse error) or could not be read.
+pub fn read_json_if_exists<V: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+) -> Result<Option<V>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{} is not {what}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

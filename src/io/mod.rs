@@ -11,7 +11,7 @@ pub mod merge;
 mod merge_gguf;
 pub mod peft;
 
-pub use atomic::{ensure_writable_dir, sync_parent, temp_path, write_atomic};
+pub use atomic::{ensure_writable_dir, read_json_if_exists, sync_parent, temp_path, write_atomic};
 pub use checkpoint::{
     ADAPTER_FILE, AdapterMeta, CheckpointError, LEGACY_ADAPTER_FILE, REPORT_FILE, checkpoint_names,
     load_adapter, load_legacy_adapter, read_meta, save_adapter,

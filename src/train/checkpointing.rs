@@ -58,13 +58,7 @@ impl TrainingState {
     /// Reads `dir/.training/run.json`, if there is one.
     pub fn read(dir: &Path) -> Result<Option<Self>, String> {
         let path = dir.join(TRAINING_DIR).join(TRAINING_STATE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| format!("{} is not a training state: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-        }
+        crate::io::read_json_if_exists(&path, "a training state")
     }
 
     /// Writes `dir/.training/run.json` (creating the directory), atomically.

@@ -22,7 +22,7 @@ pub struct Seeds {
 }
 
 pub fn compare_cmd(
-    run: RunArgs,
+    mut run: RunArgs,
     exact: bool,
     methods: Option<Vec<CompareMethod>>,
     seeds: Seeds,
@@ -50,49 +50,59 @@ pub fn compare_cmd(
         || run.head_mode.len() > 1
         || methods.iter().any(CompareMethod::is_grid);
     let quiet = out.print.quiet_progress();
-    let plan = |run: &mut RunArgs| {
-        let head_modes = std::mem::take(&mut run.head_mode);
-        ComparePlan {
-            methods: methods.clone(),
-            head_modes: if head_modes.is_empty() {
-                vec![DEFAULTS.head_mode]
-            } else {
-                head_modes
-            },
-            seeds: seeds.seeds.clone().unwrap_or_else(|| vec![run.seed]),
-            lrs: seeds.lrs.clone().unwrap_or_else(|| vec![run.lr]),
-            val_n: seeds.val_n,
-            select_on_first_seed: seeds.select_on_first_seed,
-        }
+    let head_modes = std::mem::take(&mut run.head_mode);
+    let plan = ComparePlan {
+        methods,
+        head_modes: if head_modes.is_empty() {
+            vec![DEFAULTS.head_mode]
+        } else {
+            head_modes
+        },
+        seeds: seeds.seeds.unwrap_or_else(|| vec![run.seed]),
+        lrs: seeds.lrs.unwrap_or_else(|| vec![run.lr]),
+        val_n: seeds.val_n,
+        select_on_first_seed: seeds.select_on_first_seed,
     };
-    let mut run = run;
-    let plan = plan(&mut run);
+    let checkpoints = out.out.as_ref();
     match run.task {
         TaskKind::Classify => {
-            let runner = run.runner(
-                ClassifyTask::new(run.classify_settings()?),
-                quiet,
-                out.out.as_ref(),
-            )?;
-            if many {
-                compare_plan_cmd(runner, plan, &out)
-            } else {
-                compare_task(runner, trained, &out)
-            }
+            let task = ClassifyTask::new(run.classify_settings()?);
+            let runner = run.runner(task, quiet, checkpoints)?;
+            compare_either(runner, many, plan, trained, &out)
         }
         TaskKind::CausalLm => {
-            let runner = run.runner(
-                CausalLmTask::new(run.causal_lm_settings()?),
-                quiet,
-                out.out.as_ref(),
-            )?;
-            if many {
-                compare_plan_cmd(runner, plan, &out)
-            } else {
-                compare_task(runner, trained, &out)
-            }
+            let task = CausalLmTask::new(run.causal_lm_settings()?);
+            let runner = run.runner(task, quiet, checkpoints)?;
+            compare_either(runner, many, plan, trained, &out)
         }
     }
+}
+
+/// A comparison over runs (`many`), or one run per method.
+fn compare_either<T: Task>(
+    runner: Runner<T>,
+    many: bool,
+    plan: ComparePlan,
+    trained: Vec<TrainMethod>,
+    out: &OutArgs,
+) -> Result<(), Failure>
+where
+    TaskData<T::Item, T::Meta>: DataSummary,
+{
+    if many {
+        compare_plan_cmd(runner, plan, out)
+    } else {
+        compare_task(runner, trained, out)
+    }
+}
+
+/// The closing line of a comparison: wall time and peak memory.
+fn print_total(started: Instant) {
+    println!(
+        "total {:.1} s, peak RSS {:.0} MiB",
+        started.elapsed().as_secs_f64(),
+        matryoshka_lora::report::peak_rss_mb()
+    );
 }
 
 fn compare_task<T: Task>(
@@ -120,11 +130,7 @@ where
             .map_err(|e| stopped(e, out.out.as_deref()))?;
         out.print.print(&reports);
         if !out.print.quiet_progress() {
-            println!(
-                "total {:.1} s, peak RSS {:.0} MiB",
-                started.elapsed().as_secs_f64(),
-                matryoshka_lora::report::peak_rss_mb()
-            );
+            print_total(started);
         }
         Ok(())
     })?;
@@ -150,30 +156,37 @@ pub fn compare_resume_cmd(dir: &Path, run: &RunArgs, print: PrintArgs) -> Result
         out: Some(dir.to_path_buf()),
         print,
     };
-    let quiet = out.print.quiet_progress();
     if state.config.task.contains_key("prompt_field") {
         let task: CausalLmConfig = state
             .config
             .task_settings()
             .map_err(|e| bad("--resume", format!("not a causal-LM comparison: {e}")))?;
-        let runner = Runner::new(CausalLmTask::new(task), state.config.train.clone())?
-            .quiet(quiet)
-            .tolerance(state.tolerance)
-            .checkpoint_into(dir, state.checkpoint_every)
-            .resume(true);
-        compare_plan_cmd(runner, state.plan, &out)
+        resume_task(CausalLmTask::new(task), state, dir, &out)
     } else {
         let task: ClassifyConfig = state
             .config
             .task_settings()
             .map_err(|e| bad("--resume", format!("not a classification comparison: {e}")))?;
-        let runner = Runner::new(ClassifyTask::new(task), state.config.train.clone())?
-            .quiet(quiet)
-            .tolerance(state.tolerance)
-            .checkpoint_into(dir, state.checkpoint_every)
-            .resume(true);
-        compare_plan_cmd(runner, state.plan, &out)
+        resume_task(ClassifyTask::new(task), state, dir, &out)
     }
+}
+
+/// The comparison `state` of `task`, resumed in `dir` (`out`'s directory).
+fn resume_task<T: Task>(
+    task: T,
+    state: CompareState,
+    dir: &Path,
+    out: &OutArgs,
+) -> Result<(), Failure>
+where
+    TaskData<T::Item, T::Meta>: DataSummary,
+{
+    let runner = Runner::new(task, state.config.train)?
+        .quiet(out.print.quiet_progress())
+        .tolerance(state.tolerance)
+        .checkpoint_into(dir, state.checkpoint_every)
+        .resume(true);
+    compare_plan_cmd(runner, state.plan, out)
 }
 
 /// A comparison over runs (`compare --seeds/--lrs/--head-mode a,b`, the
@@ -224,11 +237,7 @@ where
             );
         } else if !out.print.quiet {
             print_comparison(&comparison);
-            println!(
-                "total {:.1} s, peak RSS {:.0} MiB",
-                started.elapsed().as_secs_f64(),
-                matryoshka_lora::report::peak_rss_mb()
-            );
+            print_total(started);
         }
         Ok(())
     })

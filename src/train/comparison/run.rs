@@ -17,7 +17,7 @@
 //! - `compare.json` and the plots, when every run is done.
 
 use super::{CompareMethod, ComparePlan, ComparedRun, Comparison};
-use crate::io::write_atomic;
+use crate::io::{read_json_if_exists, write_atomic};
 use crate::report::RunConfig;
 use crate::train::checkpointing::{TRAINING_DIR, TrainingState};
 use crate::train::config::TrainConfig;
@@ -69,20 +69,6 @@ fn diverged(e: &RunError) -> bool {
     )
 }
 
-fn read_skipped(dir: &Path) -> Result<Option<SkippedRun>, RunError> {
-    let path = dir.join(DIVERGED_RUN);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            RunError::invalid(
-                Setting::Output,
-                format!("{} is not a diverged run's record ({e})", path.display()),
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(RunError::write(&path, e)),
-    }
-}
-
 /// What a comparison was started with (`compare-plan.json`): enough to
 /// resume it without any other input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,14 +91,7 @@ fn default_tolerance() -> f64 {
 impl CompareState {
     /// Reads `dir/compare-plan.json`, if there is one.
     pub fn read(dir: &Path) -> Result<Option<Self>, String> {
-        let path = dir.join(COMPARE_STATE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| format!("{} is not a comparison's settings: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-        }
+        read_json_if_exists(&dir.join(COMPARE_STATE), "a comparison's settings")
     }
 
     /// Whether `other` takes the same steps (where it trains may differ).
@@ -196,21 +175,27 @@ struct Progress<'a> {
     skipped: Vec<SkippedRun>,
 }
 
+/// A run directory's record `file` ([`COMPARED_RUN`], [`DIVERGED_RUN`]), if
+/// it has one.
+fn read_record<V: serde::de::DeserializeOwned>(
+    dir: &Path,
+    file: &str,
+    what: &str,
+) -> Result<Option<V>, RunError> {
+    read_json_if_exists(&dir.join(file), what).map_err(|e| {
+        RunError::invalid(
+            Setting::Output,
+            format!("{e}: remove its directory to train it again"),
+        )
+    })
+}
+
 fn read_compared(dir: &Path) -> Result<Option<ComparedRun>, RunError> {
-    let path = dir.join(COMPARED_RUN);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            RunError::invalid(
-                Setting::Output,
-                format!(
-                    "{} is not a finished run's record ({e}): remove its directory to train it again",
-                    path.display()
-                ),
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(RunError::write(&path, e)),
-    }
+    read_record(dir, COMPARED_RUN, "a finished run's record")
+}
+
+fn read_skipped(dir: &Path) -> Result<Option<SkippedRun>, RunError> {
+    read_record(dir, DIVERGED_RUN, "a diverged run's record")
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), RunError> {
