@@ -347,8 +347,14 @@ fn cli_bad_input_is_one_line_naming_the_flag_exit_2_nothing_written() {
         let extra: Vec<&str> = extra.into_iter().chain(["--quiet"]).collect();
         let (code, _, stderr) = lm_train(&out, &extra);
         assert_eq!(code, 2, "{extra:?}: {stderr}");
-        let line = stderr.trim();
-        assert!(!line.contains('\n'), "{extra:?}: not one line: {line}");
+        // data warnings (here: responses longer than --max-new-tokens 4) may
+        // come first; the error is one line
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.starts_with("warning: "))
+            .collect();
+        assert_eq!(lines.len(), 1, "{extra:?}: not one line: {stderr}");
+        let line = lines[0];
         assert!(
             line.starts_with(&format!("error: {flag}")),
             "{extra:?}: {line}"
@@ -379,7 +385,25 @@ fn cli_train_eval_base_eval_compare_and_bench() {
     assert_eq!(code, 0, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["task"], "causal-lm");
-    for key in ["loss", "exact_match", "perplexity", "token_accuracy"] {
+    // every test response is longer than --max-new-tokens 4: said, and kept
+    // in the report's data section
+    assert!(
+        stderr.contains("warning: 8 of 8 test responses are longer than --max-new-tokens 4"),
+        "{stderr}"
+    );
+    let over = &report["data"]["over_generation_budget"];
+    assert_eq!(
+        (over["rows"].as_u64(), over["max_new_tokens"].as_u64()),
+        (Some(8), Some(4))
+    );
+    assert!(over["longest"].as_u64().unwrap() > 4, "{over}");
+    for key in [
+        "loss",
+        "exact_match",
+        "perplexity",
+        "token_accuracy",
+        "cut_generations",
+    ] {
         assert_eq!(report[key].as_array().unwrap().len(), 3, "{key}");
     }
     assert_eq!(report["aurac_metric"], "exact_match");
@@ -539,6 +563,18 @@ fn generating_runs_write_their_generations() {
             assert!(
                 (em - 100.0 * correct as f64 / 8.0).abs() < 1e-9,
                 "rank {k}: {em}"
+            );
+            // `stopped` says which rows reached --max-new-tokens (4 here):
+            // those, and only those, generated 4 tokens' worth of text
+            let cut = at_k.iter().filter(|r| r["stopped"] == "length").count();
+            assert_eq!(
+                cut + at_k.iter().filter(|r| r["stopped"] == "eos").count(),
+                8
+            );
+            let cut_pct = report["cut_generations"][i].as_f64().unwrap();
+            assert!(
+                (cut_pct - 100.0 * cut as f64 / 8.0).abs() < 1e-9,
+                "rank {k}: {cut_pct}"
             );
         }
         let manifest = std::fs::read_to_string(run.join("manifest.json")).unwrap();

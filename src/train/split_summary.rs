@@ -44,6 +44,23 @@ pub struct SplitSummary {
     /// `train_n` keeping the file's first rows): named when it is degenerate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shaped_by: Vec<String>,
+    /// Test responses too long for the generation budget (a causal LM's
+    /// `max_new_tokens`): their generations stop before their end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over_generation_budget: Option<OverBudget>,
+}
+
+/// Test responses longer than the generation budget: greedy generation
+/// stops before their end, so their final answers cannot match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverBudget {
+    /// How many test responses are longer than `max_new_tokens` tokens
+    /// (EOS not counted).
+    pub rows: usize,
+    /// The budget: at most this many new tokens per generation.
+    pub max_new_tokens: usize,
+    /// Tokens of the longest test response (EOS not counted).
+    pub longest: usize,
 }
 
 impl SplitSummary {
@@ -114,7 +131,17 @@ impl SplitSummary {
 
     /// One line per thing a reader of the results should know: labels with
     /// no test rows (their accuracy cannot be measured), test rows that also
-    /// occur in training.
+    /// occur in training, test responses longer than the generation budget.
+    ///
+    /// ```
+    /// use matryoshka_lora::train::{OverBudget, SplitSummary};
+    /// let summary = SplitSummary {
+    ///     over_generation_budget: Some(OverBudget { rows: 16, max_new_tokens: 16, longest: 19 }),
+    ///     ..SplitSummary::default()
+    /// };
+    /// let lines = summary.warnings(100);
+    /// assert!(lines[0].contains("16 of 100 test responses are longer than --max-new-tokens 16"));
+    /// ```
     pub fn warnings(&self, test_rows: usize) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(test) = &self.test_counts {
@@ -132,6 +159,14 @@ impl SplitSummary {
                 "warning: {n} of {test_rows} test rows also occur in training (--drop-overlap removes them)"
             )),
             _ => {}
+        }
+        if let Some(over) = &self.over_generation_budget {
+            out.push(format!(
+                "warning: {} of {test_rows} test responses are longer than --max-new-tokens {} \
+                 (the longest: {} tokens): generation stops before their end, so exact match \
+                 counts them wrong; --max-new-tokens {} lets every answer finish",
+                over.rows, over.max_new_tokens, over.longest, over.longest
+            ));
         }
         out
     }

@@ -15,7 +15,7 @@ use crate::models::llama::{
 use crate::models::{BaseDtype, LoadError};
 use crate::tasks::{check_split_sizes, load_error};
 use crate::train::{
-    RankMetrics, RunError, Setting, SplitSummary, Task, TaskData, count_overlapping,
+    OverBudget, RankMetrics, RunError, Setting, SplitSummary, Task, TaskData, count_overlapping,
     remove_overlapping,
 };
 use burn::prelude::*;
@@ -39,6 +39,14 @@ pub struct CausalLmMeta {
     pub test_overlap: usize,
     /// Whether those rows were removed.
     pub overlap_dropped: bool,
+    /// The generation budget (`max_new_tokens`; 0: no generation).
+    pub max_new_tokens: usize,
+    /// Test responses longer than `max_new_tokens` tokens (EOS not counted):
+    /// greedy generation stops before their end, so their final answers
+    /// cannot match (0 when nothing is generated).
+    pub test_over_budget: usize,
+    /// Tokens of the longest test response (EOS not counted).
+    pub longest_test_response: usize,
 }
 
 /// Fine-tuning a Llama-family decoder (a Hugging Face directory or a GGUF
@@ -320,6 +328,21 @@ impl Task for CausalLmTask {
                 ),
             ));
         }
+        let response_len = |e: &SftExample| {
+            e.ids[e.prompt_len..]
+                .iter()
+                .filter(|id| !eos_ids.contains(id))
+                .count()
+        };
+        let max_new_tokens = self.config.max_new_tokens;
+        let test_over_budget = if max_new_tokens == 0 {
+            0
+        } else {
+            test.iter()
+                .filter(|e| response_len(e) > max_new_tokens)
+                .count()
+        };
+        let longest_test_response = test.iter().map(response_len).max().unwrap_or(0);
         Ok(TaskData {
             train,
             test,
@@ -330,6 +353,9 @@ impl Task for CausalLmTask {
                 test_counts,
                 test_overlap,
                 overlap_dropped: self.config.drop_overlap,
+                max_new_tokens,
+                test_over_budget,
+                longest_test_response,
             },
         })
     }
@@ -379,7 +405,11 @@ impl Task for CausalLmTask {
 
     /// [`Task::evaluate_at_rank`] with one record per test row: `row`,
     /// `rank`, `prompt`, `reference`, `generated`, `extracted` (the final
-    /// answer exact match compares, or the trimmed text), `correct`.
+    /// answer exact match compares, or the trimmed text), `correct`, and
+    /// `stopped`: `"eos"`, or `"length"` when the row reached
+    /// `max_new_tokens` (cut short, or ending exactly there). Besides
+    /// `exact_match`, the metric `cut_generations` is the % of rows that
+    /// stopped by length.
     fn evaluate_at_rank_recorded(
         &self,
         model: &LlamaForCausalLm,
@@ -403,6 +433,7 @@ impl Task for CausalLmTask {
                 .map_err(|e| RunError::Failed(e.to_string().into()))
         };
         let mut matches = 0usize;
+        let mut cut = 0usize;
         let mut records = Vec::with_capacity(examples.len());
         for (chunk_index, chunk) in examples.chunks(self.config.gen_batch).enumerate() {
             let prompts: Vec<Vec<u32>> = chunk
@@ -411,6 +442,8 @@ impl Task for CausalLmTask {
                 .collect();
             let outputs = model.generate(&prompts, &settings);
             for (i, (example, ids)) in chunk.iter().zip(outputs).enumerate() {
+                let by_length = ids.len() >= settings.max_new_tokens;
+                cut += usize::from(by_length);
                 let text = decode(&ids, true)?;
                 let correct = exact_match(&text, &example.reference);
                 matches += usize::from(correct);
@@ -426,13 +459,15 @@ impl Task for CausalLmTask {
                     "generated": text,
                     "extracted": extracted,
                     "correct": correct,
+                    "stopped": if by_length { "length" } else { "eos" },
                 }));
             }
         }
-        let metrics = vec![(
-            "exact_match".to_string(),
-            100.0 * matches as f64 / examples.len() as f64,
-        )];
+        let percent = |n: usize| 100.0 * n as f64 / examples.len() as f64;
+        let metrics = vec![
+            ("exact_match".to_string(), percent(matches)),
+            ("cut_generations".to_string(), percent(cut)),
+        ];
         Ok((metrics, records))
     }
 
@@ -458,9 +493,15 @@ impl Task for CausalLmTask {
 
     /// Test rows whose prompt also occurs among the training rows.
     fn split_summary(&self, data: &TaskData<SftExample, CausalLmMeta>) -> SplitSummary {
+        let meta = &data.meta;
         SplitSummary {
-            test_overlap: Some(data.meta.test_overlap),
-            overlap_dropped: data.meta.overlap_dropped,
+            test_overlap: Some(meta.test_overlap),
+            overlap_dropped: meta.overlap_dropped,
+            over_generation_budget: (meta.test_over_budget > 0).then_some(OverBudget {
+                rows: meta.test_over_budget,
+                max_new_tokens: meta.max_new_tokens,
+                longest: meta.longest_test_response,
+            }),
             ..SplitSummary::default()
         }
     }
