@@ -63,45 +63,51 @@ base() {
   mv "$dest.part" "$dest"
 }
 
-for part in $parts; do
-  case "$part" in
-    base)
-      base chain "$math/chain_train.jsonl" --test-data "$math/chain_test.jsonl" --test-n 100 \
-        --max-len 48 --max-new-tokens 24
-      base gsm "$math/gsm_train.jsonl" --test-data "$math/gsm_test.jsonl" --test-n 100 \
-        --max-len 320 --max-new-tokens 0
-      base originals "$math/gsm_train.jsonl" --test-data "$math/gsm8k_originals_test.jsonl" \
-        --max-len 512 --max-new-tokens 256
-      ;;
-    chain)
-      # 960 training rows (60 steps of 16) + 64 validation rows, 100 test rows
-      # learning rates: first tries with {3e-4, 1e-3, 3e-3} and {..., 1e-2} chose the top for lora;
-      # 24 new tokens: the longest test answer is ~17 tokens (a first try with 16 cut the
-      # three-digit sums short: its figures are void; mlora now warns about that)
-      compare chain --lrs 3e-4,1e-3,3e-3,1e-2,3e-2 --data "$math/chain_train.jsonl" --test-data "$math/chain_test.jsonl" \
-        --train-n 1024 --test-n 100 --batch 16 --eval-batch 50 --max-len 48 --max-new-tokens 24
-      ;;
-    gsm)
-      # 240 training rows (30 steps of 8) + 64 validation rows, 100 test rows;
-      # no generation: the curve is token accuracy; learning rates: a first try with
-      # {3e-4, ..., 1e-2} chose the top for lora (validation 68.4 / 71.5 / 74.6 / 77.8)
-      compare gsm --lrs 3e-4,1e-3,3e-3,1e-2,3e-2 --data "$math/gsm_train.jsonl" --test-data "$math/gsm_test.jsonl" \
-        --train-n 304 --test-n 100 --batch 8 --eval-batch 25 --max-len 320 --max-new-tokens 0
-      ;;
-    originals)
-      # the chosen GSM adapters of seed 1 on the real GSM8K originals of the
-      # test templates: loss, token accuracy and greedy exact match (256 tokens)
-      [ -f "$out/gsm/compare.json" ] || { echo "study: originals wait for gsm"; continue; }
-      for run in $(find "$out/gsm" -path '*seed-1*' -name compared.json -print0 | xargs -0 grep -l '"chosen": true' | xargs -n1 dirname | sort); do
-        dest="$out/originals/${run#"$out/gsm/"}"
-        [ -f "$dest/report.json" ] && continue
-        mkdir -p "$(dirname "$dest")"
-        echo "study: originals of $run"
-        "$mlora" eval --adapter "$run" --test-data "$math/gsm8k_originals_test.jsonl" \
-          --max-len 512 --max-new-tokens 256 --out "$dest" --quiet 2>>"$out/originals.log"
-      done
-      ;;
-    *) echo "study: unknown part $part" >&2; exit 2 ;;
-  esac
-done
-echo "study: $parts done ($(date -u +%FT%TZ))"
+# The whole run is one function, read before it starts: editing this file
+# while a study runs does not change (or break) the running study.
+main() {
+  for part in $parts; do
+    case "$part" in
+      base)
+        base chain "$math/chain_train.jsonl" --test-data "$math/chain_test.jsonl" --test-n 100 \
+          --max-len 48 --max-new-tokens 24
+        base gsm "$math/gsm_train.jsonl" --test-data "$math/gsm_test.jsonl" --test-n 100 \
+          --max-len 320 --max-new-tokens 0
+        base originals "$math/gsm_train.jsonl" --test-data "$math/gsm8k_originals_test.jsonl" \
+          --max-len 512 --max-new-tokens 256
+        ;;
+      chain)
+        # 960 training rows (60 steps of 16) + 64 validation rows, 100 test rows
+        # learning rates: first tries with {3e-4, 1e-3, 3e-3} and {..., 1e-2} chose the top for lora;
+        # 24 new tokens: the longest test answer is ~17 tokens (a first try with 16 cut the
+        # three-digit sums short: its figures are void; mlora now warns about that)
+        compare chain --lrs 3e-4,1e-3,3e-3,1e-2,3e-2 --data "$math/chain_train.jsonl" --test-data "$math/chain_test.jsonl" \
+          --train-n 1024 --test-n 100 --batch 16 --eval-batch 50 --max-len 48 --max-new-tokens 24
+        ;;
+      gsm)
+        # 240 training rows (30 steps of 8) + 64 validation rows, 100 test rows;
+        # no generation: the curve is token accuracy; learning rates: a first try with
+        # {3e-4, ..., 1e-2} chose the top for lora (validation 68.4 / 71.5 / 74.6 / 77.8)
+        compare gsm --lrs 3e-4,1e-3,3e-3,1e-2,3e-2 --data "$math/gsm_train.jsonl" --test-data "$math/gsm_test.jsonl" \
+          --train-n 304 --test-n 100 --batch 8 --eval-batch 25 --max-len 320 --max-new-tokens 0
+        ;;
+      originals)
+        # the chosen GSM adapters of seed 1 on the real GSM8K originals of the
+        # test templates: loss, token accuracy and greedy exact match (256 tokens)
+        [ -f "$out/gsm/compare.json" ] || { echo "study: originals wait for gsm"; continue; }
+        for run in $(find "$out/gsm" -path '*seed-1*' -name compared.json -print0 | xargs -0 grep -l '"chosen": true' | xargs -n1 dirname | sort); do
+          dest="$out/originals/${run#"$out/gsm/"}"
+          [ -f "$dest/report.json" ] && continue
+          mkdir -p "$(dirname "$dest")"
+          echo "study: originals of $run"
+          "$mlora" eval --adapter "$run" --test-data "$math/gsm8k_originals_test.jsonl" \
+            --max-len 512 --max-new-tokens 256 --out "$dest" --quiet 2>>"$out/originals.log"
+        done
+        ;;
+      *) echo "study: unknown part $part" >&2; exit 2 ;;
+    esac
+  done
+  echo "study: $parts done ($(date -u +%FT%TZ))"
+}
+main
+exit
