@@ -698,6 +698,14 @@ fn cli_lora_grid_on_a_causal_lm_and_its_resume() {
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(2));
+    // its one learning rate cannot become a grid (no validation rows)
+    let refused = mlora()
+        .args(["compare", "--resume", &out_s, "--lrs", "1e-2,3e-2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("ran one learning rate"), "{stderr}");
     // and a new comparison into it is refused, pointing at --resume
     let output = mlora()
         .args(shared)

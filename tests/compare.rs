@@ -5,6 +5,7 @@
 
 mod common;
 
+use matryoshka_lora::report::RankWithin;
 use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask};
 use matryoshka_lora::train::{
     CompareMethod, ComparePlan, Comparison, FitError, HeadMode, RunError, Runner, TrainConfig,
@@ -339,6 +340,132 @@ fn a_comparison_cut_short_resumes_to_the_uninterrupted_result() {
         .compare_seeds(&other, &data, Some(&parts), |_| {})
         .unwrap_err();
     assert!(err.to_string().contains("other settings"), "{err}");
+}
+
+/// `--resume --lrs` with more learning rates: only the new ones train; a
+/// choice they beat is re-made (the earlier chosen run back to its
+/// validation figures, the later seeds retrained at the new choice), and
+/// the result is the comparison started with the wider grid.
+#[test]
+fn a_widened_grid_resumes_to_the_comparison_started_with_it() {
+    let _turn = turn();
+    let dir = common::temp_dir("compare-widen");
+    let data = runner(TrainMethod::Lora).prepare().unwrap();
+    let plan = |lrs: Vec<f64>| ComparePlan {
+        methods: vec![TrainMethod::Lora.into()],
+        head_modes: vec![HeadMode::Joint],
+        seeds: vec![5, 6],
+        lrs,
+        val_n: Some(64),
+        select_on_first_seed: true,
+    };
+    let narrow = plan(vec![1e-5, 3e-5]);
+    let wide = plan(vec![1e-5, 3e-5, 3e-3]);
+    let wider = plan(vec![1e-5, 3e-5, 3e-3, 1e-6]);
+    let whole_dir = dir.join("whole");
+    let whole = runner(TrainMethod::Lora)
+        .checkpoint_into(&whole_dir, None)
+        .compare_seeds(&wide, &data, Some(&whole_dir), |_| {})
+        .unwrap();
+    let chosen: Vec<(u64, f64)> = whole
+        .runs
+        .iter()
+        .filter(|r| r.chosen)
+        .map(|r| (r.report.seed, r.report.config.train.lr))
+        .collect();
+    assert_eq!(
+        chosen,
+        vec![(5, 3e-3), (6, 3e-3)],
+        "the widening must change the choice"
+    );
+
+    let parts = dir.join("parts");
+    let resumed = |plan: &ComparePlan, steps: usize| {
+        runner(TrainMethod::Lora)
+            .checkpoint_into(&parts, None)
+            .resume(true)
+            .stop_after(steps)
+            .compare_seeds(plan, &data, Some(&parts), |_| {})
+    };
+    let first = runner(TrainMethod::Lora)
+        .checkpoint_into(&parts, None)
+        .compare_seeds(&narrow, &data, Some(&parts), |_| {})
+        .unwrap();
+    let old = first.runs.iter().find(|r| r.chosen).unwrap();
+    let old_lr = old.report.config.train.lr;
+    assert!(
+        parts
+            .join("lora/seed-6")
+            .join(format!("lr-{old_lr:e}"))
+            .is_dir()
+    );
+    // a narrower grid or another learning rate is refused
+    for lrs in [vec![1e-5], vec![1e-5, 1e-3]] {
+        let err = resumed(&plan(lrs), 0).unwrap_err();
+        assert!(
+            err.to_string().contains("only the learning rates may grow"),
+            "{err}"
+        );
+    }
+    // widened: 16 steps for the new validation run, 16 for seed 6 at the
+    // new choice (the same 256 rows), nothing else trains (a limit equal to
+    // a run's last step stops it there, so one step to spare: any other run
+    // would stop at its first step and fail the comparison)
+    let widened = resumed(&wide, 16 + 16 + 1).unwrap();
+    assert_eq!(figures(&widened), figures(&whole));
+    assert_eq!(
+        read_json(&parts.join("compare-plan.json"))["plan"]["lrs"],
+        serde_json::json!([1e-5, 3e-5, 3e-3])
+    );
+    // the earlier choice is a validation record again, with the figures its
+    // validation run had; seed 6's run at it is gone
+    let demoted = parts.join(format!("lora/seed-5/lr-{old_lr:e}"));
+    let mut kept: Vec<String> = std::fs::read_dir(&demoted)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, vec!["compared.json", "report.json"]);
+    let record = widened
+        .runs
+        .iter()
+        .find(|r| r.report.seed == 5 && r.report.config.train.lr == old_lr)
+        .unwrap();
+    assert!(!record.chosen && record.split == "valid");
+    assert_eq!(record.val_aurac_log2, old.val_aurac_log2);
+    assert!(
+        !parts
+            .join("lora/seed-6")
+            .join(format!("lr-{old_lr:e}"))
+            .exists()
+    );
+    assert!(
+        parts
+            .join("lora/seed-6/lr-3e-3/adapter.safetensors")
+            .is_file()
+    );
+
+    // widened again by a learning rate that loses: its validation run alone
+    // trains, the choice and its runs stand
+    let again = resumed(&wider, 16 + 1).unwrap();
+    assert_eq!(again.runs.len(), widened.runs.len() + 1);
+    let new = again
+        .runs
+        .iter()
+        .find(|r| r.report.config.train.lr == 1e-6)
+        .unwrap();
+    assert!(!new.chosen && new.split == "valid");
+    let without_new = Comparison::from_runs(
+        wide.clone(),
+        again
+            .runs
+            .iter()
+            .filter(|r| r.report.config.train.lr != 1e-6)
+            .cloned()
+            .collect(),
+        RankWithin::DEFAULT_TOLERANCE,
+    );
+    assert_eq!(figures(&without_new), figures(&widened));
 }
 
 fn read_json(path: &Path) -> Value {

@@ -84,11 +84,13 @@ pub enum Command {
         /// Continue the comparison cut short in DIR (its --out): finished runs
         /// are read back, the interrupted one resumes from its last
         /// checkpoint, the rest run; the settings are the ones it was started with.
+        /// With --lrs (every learning rate it has, and more) it widens the
+        /// grid: only the new ones train, and a choice they beat is re-made.
         #[arg(
             long,
             value_name = "DIR",
             conflicts_with_all = RUN_FLAGS,
-            conflicts_with_all = ["exact", "methods", "seeds", "lrs", "val_n", "select_on_first_seed"]
+            conflicts_with_all = ["exact", "methods", "seeds", "val_n", "select_on_first_seed"]
         )]
         resume: Option<PathBuf>,
         /// Run every method with each seed; summarise mean ± std and paired

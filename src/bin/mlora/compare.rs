@@ -138,8 +138,14 @@ where
 }
 
 /// `compare --resume DIR`: the comparison cut short in `dir`, continued
-/// with the settings it was started with (where it trains may change).
-pub fn compare_resume_cmd(dir: &Path, run: &RunArgs, print: PrintArgs) -> Result<(), Failure> {
+/// with the settings it was started with (where it trains may change), its
+/// learning-rate grid widened to `lrs` when given.
+pub fn compare_resume_cmd(
+    dir: &Path,
+    run: &RunArgs,
+    lrs: Option<Vec<f64>>,
+    print: PrintArgs,
+) -> Result<(), Failure> {
     let mut state = CompareState::read(dir)
         .map_err(|e| bad("--resume", e))?
         .ok_or_else(|| {
@@ -152,6 +158,9 @@ pub fn compare_resume_cmd(dir: &Path, run: &RunArgs, print: PrintArgs) -> Result
             )
         })?;
     run.apply_execution(&mut state.config.train)?;
+    if let Some(lrs) = lrs {
+        state.plan.lrs = lrs;
+    }
     let out = OutArgs {
         out: Some(dir.to_path_buf()),
         print,

@@ -68,7 +68,7 @@ fn main() -> ExitCode {
             select_on_first_seed,
             out,
         } => match resume {
-            Some(dir) => compare_resume_cmd(&dir, &run, out.print),
+            Some(dir) => compare_resume_cmd(&dir, &run, lrs, out.print),
             None => compare_cmd(
                 run,
                 exact,

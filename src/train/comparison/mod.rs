@@ -9,9 +9,12 @@
 
 mod method;
 mod run;
+mod select;
+mod state;
 
 pub use method::CompareMethod;
-pub use run::{COMPARE_STATE, COMPARED_RUN, CompareState, DIVERGED_RUN, SkippedRun};
+pub use run::{COMPARED_RUN, DIVERGED_RUN, SkippedRun};
+pub use state::{COMPARE_STATE, CompareState};
 
 use super::objective::HeadMode;
 use crate::adapter::aurac_both;

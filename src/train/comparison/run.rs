@@ -4,7 +4,8 @@
 //! The directory of a comparison:
 //!
 //! - `compare-plan.json`: the plan and every setting ([`CompareState`]),
-//!   written first; `--resume` must find the same.
+//!   written first; `--resume` must find the same, or more learning rates
+//!   (the grid widened: the new ones train, a choice they beat is re-made).
 //! - `<method>[-<head>]/seed-<s>/[rank-<k>/]lr-<lr>/` per run (`rank-<k>`
 //!   for `lora-grid`'s runs): a chosen run's test report and adapter, or a
 //!   rejected run's validation report; `compared.json` (the [`ComparedRun`])
@@ -16,10 +17,12 @@
 //! - `.training/` inside a run's directory: its checkpoints while it trains.
 //! - `compare.json` and the plots, when every run is done.
 
+use super::select::remove_superseded;
+use super::state::{COMPARE_STATE, CompareState, Resumed};
 use super::{CompareMethod, ComparePlan, ComparedRun, Comparison};
 use crate::io::{read_json_if_exists, write_atomic};
 use crate::report::RunConfig;
-use crate::train::checkpointing::{TRAINING_DIR, TrainingState};
+use crate::train::checkpointing::TRAINING_DIR;
 use crate::train::config::TrainConfig;
 use crate::train::error::{RunError, Setting};
 use crate::train::fit::FitError;
@@ -29,14 +32,12 @@ use crate::train::task::{Task, TaskData};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// The file of a comparison's settings, in its directory.
-pub const COMPARE_STATE: &str = "compare-plan.json";
 /// A finished run's [`ComparedRun`], in its directory.
 pub const COMPARED_RUN: &str = "compared.json";
 /// A run that diverged, in its directory.
 pub const DIVERGED_RUN: &str = "diverged.json";
 /// A validation run's files while its method and seed are compared.
-const VALID_DIR: &str = ".valid";
+pub(super) const VALID_DIR: &str = ".valid";
 
 /// A run left out of a comparison because its loss diverged (NaN or
 /// infinite): at a learning rate too high for its method, say. The
@@ -69,49 +70,10 @@ fn diverged(e: &RunError) -> bool {
     )
 }
 
-/// What a comparison was started with (`compare-plan.json`): enough to
-/// resume it without any other input.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CompareState {
-    /// The plan.
-    pub plan: ComparePlan,
-    /// Every setting (the task's and training's).
-    pub config: RunConfig,
-    /// Steps between checkpoints of each run (`None`: at epoch ends).
-    pub checkpoint_every: Option<usize>,
-    /// The tolerance of the summary's `smallest_rank_within`.
-    #[serde(default = "default_tolerance")]
-    pub tolerance: f64,
-}
-
-fn default_tolerance() -> f64 {
-    crate::report::RankWithin::DEFAULT_TOLERANCE
-}
-
-impl CompareState {
-    /// Reads `dir/compare-plan.json`, if there is one.
-    pub fn read(dir: &Path) -> Result<Option<Self>, String> {
-        read_json_if_exists(&dir.join(COMPARE_STATE), "a comparison's settings")
-    }
-
-    /// Whether `other` takes the same steps (where it trains may differ).
-    fn same_steps(&self, other: &Self) -> bool {
-        let steps = |s: &Self| {
-            TrainingState {
-                config: s.config.clone(),
-                checkpoint_every: s.checkpoint_every,
-                steps_per_epoch: 0,
-            }
-            .same_steps()
-        };
-        self.plan == other.plan && self.tolerance == other.tolerance && steps(self) == steps(other)
-    }
-}
-
 /// One training configuration of a comparison: a method (one `k` of the
 /// grid), a head mode and a seed, over the plan's learning rates.
-struct Unit {
-    method: CompareMethod,
+pub(super) struct Unit {
+    pub(super) method: CompareMethod,
     head_mode: HeadMode,
     seed: u64,
     /// The grid's `k`.
@@ -119,7 +81,7 @@ struct Unit {
 }
 
 impl Unit {
-    fn dir(&self, out: &Path) -> PathBuf {
+    pub(super) fn dir(&self, out: &Path) -> PathBuf {
         let head = match self.head_mode {
             HeadMode::Joint => String::new(),
             other => format!("-{other}"),
@@ -150,29 +112,29 @@ impl Unit {
     }
 }
 
-fn lr_name(lr: f64) -> String {
+pub(super) fn lr_name(lr: f64) -> String {
     format!("lr-{lr:e}")
 }
 
 /// One run to train: its learning rate, the split it is measured on, where
 /// it checkpoints, and where its divergence would be recorded.
 #[derive(Clone, Copy)]
-struct Attempt<'a> {
-    lr: f64,
-    split: &'a str,
-    dir: Option<&'a Path>,
-    record: Option<&'a Path>,
+pub(super) struct Attempt<'a> {
+    pub(super) lr: f64,
+    pub(super) split: &'a str,
+    pub(super) dir: Option<&'a Path>,
+    pub(super) record: Option<&'a Path>,
 }
 
 /// What the runs of one comparison share while it goes.
-struct Progress<'a> {
+pub(super) struct Progress<'a> {
     /// Steps left ([`Runner::stop_after`]).
     budget: Option<usize>,
     resume: bool,
     every: Option<usize>,
-    on_run: &'a mut dyn FnMut(&ComparedRun),
+    pub(super) on_run: &'a mut dyn FnMut(&ComparedRun),
     /// The runs that diverged, in the order met.
-    skipped: Vec<SkippedRun>,
+    pub(super) skipped: Vec<SkippedRun>,
 }
 
 /// A run directory's record `file` ([`COMPARED_RUN`], [`DIVERGED_RUN`]), if
@@ -190,15 +152,15 @@ fn read_record<V: serde::de::DeserializeOwned>(
     })
 }
 
-fn read_compared(dir: &Path) -> Result<Option<ComparedRun>, RunError> {
+pub(super) fn read_compared(dir: &Path) -> Result<Option<ComparedRun>, RunError> {
     read_record(dir, COMPARED_RUN, "a finished run's record")
 }
 
-fn read_skipped(dir: &Path) -> Result<Option<SkippedRun>, RunError> {
+pub(super) fn read_skipped(dir: &Path) -> Result<Option<SkippedRun>, RunError> {
     read_record(dir, DIVERGED_RUN, "a diverged run's record")
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<(), RunError> {
+pub(super) fn write_json(path: &Path, value: &impl Serialize) -> Result<(), RunError> {
     let json = serde_json::to_vec_pretty(value).map_err(|e| RunError::write(path, e))?;
     write_atomic(path, &json).map_err(|e| RunError::write(path, e))
 }
@@ -321,6 +283,10 @@ impl<T: Task> Runner<T> {
                             });
                         let done = match (&selection, first_choice) {
                             (_, Some((reuse, lr))) => {
+                                if let Some(out) = out {
+                                    remove_superseded(&unit.dir(out), lr)
+                                        .map_err(|e| fail(e, &runs))?;
+                                }
                                 self.run_unit(&unit, lr, reuse, out, &mut progress)
                             }
                             (None, _) => {
@@ -378,7 +344,7 @@ impl<T: Task> Runner<T> {
     }
 
     /// The settings of `unit` at learning rate `lr`.
-    fn unit_config(&self, unit: &Unit, lr: f64) -> TrainConfig {
+    pub(super) fn unit_config(&self, unit: &Unit, lr: f64) -> TrainConfig {
         let mut config = TrainConfig {
             head_mode: unit.head_mode,
             seed: unit.seed,
@@ -415,18 +381,22 @@ impl<T: Task> Runner<T> {
         let saved = CompareState::read(out).map_err(|e| RunError::invalid(Setting::Output, e))?;
         let shown = out.display();
         match saved {
-            Some(saved) if progress.resume => {
-                if saved.same_steps(&state) {
-                    Ok(())
-                } else {
-                    Err(RunError::invalid(
-                        Setting::Output,
-                        format!(
-                            "the comparison in {shown} was started with other settings (or other data): resume it with the settings in its {COMPARE_STATE}"
-                        ),
-                    ))
-                }
-            }
+            Some(saved) if progress.resume => match state.resumes(&saved) {
+                Resumed::Same => Ok(()),
+                Resumed::Widened => state.write(out),
+                Resumed::OneLearningRate => Err(RunError::invalid(
+                    Setting::Output,
+                    format!(
+                        "the comparison in {shown} ran one learning rate, each run on every training row: more learning rates need validation rows to choose on, so start a new comparison with them"
+                    ),
+                )),
+                Resumed::Other => Err(RunError::invalid(
+                    Setting::Output,
+                    format!(
+                        "the comparison in {shown} was started with other settings (or other data): resume it with the settings in its {COMPARE_STATE} (only the learning rates may grow: every one it has, and more)"
+                    ),
+                )),
+            },
             Some(_) => Err(RunError::invalid(
                 Setting::Output,
                 format!(
@@ -439,7 +409,7 @@ impl<T: Task> Runner<T> {
             )),
             None => {
                 std::fs::create_dir_all(out).map_err(|e| RunError::write(out, e))?;
-                write_json(&out.join(COMPARE_STATE), &state)
+                state.write(out)
             }
         }
     }
@@ -476,7 +446,7 @@ impl<T: Task> Runner<T> {
     /// `train_unit_run`, with a divergence recorded (in `dir`,
     /// and in the comparison's `skipped`) instead of ending the comparison:
     /// `Ok(None)` then.
-    fn train_or_skip(
+    pub(super) fn train_or_skip(
         &self,
         unit: &Unit,
         attempt: Attempt<'_>,
@@ -563,162 +533,5 @@ impl<T: Task> Runner<T> {
         }
         (progress.on_run)(&run);
         Ok(vec![run])
-    }
-
-    /// Several learning rates: each trains on the training rows but the
-    /// validation ones and is scored there; the best (the first on ties) is
-    /// evaluated on the test rows. Returns the rejected runs in
-    /// learning-rate order, then the chosen one.
-    fn select_unit(
-        &self,
-        unit: &Unit,
-        lrs: &[f64],
-        selection: &TaskData<T::Item, T::Meta>,
-        data: &TaskData<T::Item, T::Meta>,
-        out: Option<&Path>,
-        progress: &mut Progress<'_>,
-    ) -> Result<Vec<ComparedRun>, RunError> {
-        let base = out.map(|o| unit.dir(o));
-        let lr_dir = |lr: f64| base.as_ref().map(|b| b.join(lr_name(lr)));
-        // A finished unit is read back whole.
-        if base.is_some() {
-            let mut saved = Vec::new();
-            let mut skipped = Vec::new();
-            for &lr in lrs {
-                saved.push(lr_dir(lr).map(|d| read_compared(&d)).transpose()?.flatten());
-                skipped.extend(lr_dir(lr).map(|d| read_skipped(&d)).transpose()?.flatten());
-            }
-            if saved.iter().flatten().any(|r| r.chosen) {
-                progress.skipped.extend(skipped);
-                let (chosen, mut rejected): (Vec<_>, Vec<_>) =
-                    saved.into_iter().flatten().partition(|r| r.chosen);
-                rejected.extend(chosen);
-                for run in &rejected {
-                    (progress.on_run)(run);
-                }
-                self.remove_valid_dirs(lrs, &lr_dir)?;
-                return Ok(rejected);
-            }
-        }
-        // (learning-rate index, validation run) of the runs that did not diverge
-        let mut validated: Vec<(usize, ComparedRun)> = Vec::with_capacity(lrs.len());
-        // the best so far: its place in `validated`, and its model when
-        // trained in this call
-        let mut best: Option<(usize, Option<T::Model>)> = None;
-        for (i, &lr) in lrs.iter().enumerate() {
-            let dir = lr_dir(lr);
-            let valid_dir = dir.as_ref().map(|d| d.join(VALID_DIR));
-            if let Some(skipped) = dir.as_ref().map(|d| read_skipped(d)).transpose()?.flatten() {
-                progress.skipped.push(skipped);
-                continue;
-            }
-            let finished = match (&dir, &valid_dir) {
-                (Some(dir), Some(valid)) => match read_compared(dir)? {
-                    Some(run) => Some(run),
-                    None => read_compared(valid)?,
-                },
-                _ => None,
-            };
-            let (run, model) = match finished {
-                Some(run) => (run, None),
-                None => {
-                    let attempt = Attempt {
-                        lr,
-                        split: "valid",
-                        dir: valid_dir.as_deref(),
-                        record: dir.as_deref(),
-                    };
-                    let Some(outcome) = self.train_or_skip(unit, attempt, selection, progress)?
-                    else {
-                        continue;
-                    };
-                    let run = ComparedRun {
-                        val_aurac_log2: Some(outcome.report.aurac_log2),
-                        report: outcome.report,
-                        chosen: false,
-                        split: "valid".into(),
-                        grid: unit.method.is_grid(),
-                    };
-                    if let Some(valid) = &valid_dir {
-                        self.save(valid, &run.report, Some(&outcome.model))?;
-                        write_json(&valid.join(COMPARED_RUN), &run)?;
-                    }
-                    (run, Some(outcome.model))
-                }
-            };
-            (progress.on_run)(&run);
-            let better = best
-                .as_ref()
-                .is_none_or(|&(b, _)| run.report.aurac_log2 > validated[b].1.report.aurac_log2);
-            if better {
-                best = Some((validated.len(), model));
-            }
-            validated.push((i, run));
-        }
-        let Some((chosen_place, model)) = best else {
-            return Ok(Vec::new());
-        };
-        let chosen_at = validated[chosen_place].0;
-        let lr = lrs[chosen_at];
-        let config = self.unit_config(unit, lr);
-        let model = match (model, &lr_dir(lr)) {
-            (Some(model), _) => model,
-            (None, Some(dir)) => self.load_run_model(&dir.join(VALID_DIR), &config, data)?,
-            (None, None) => {
-                return Err(RunError::Failed(
-                    "the chosen validation run's model is neither in memory nor saved".into(),
-                ));
-            }
-        };
-        let validation = &validated[chosen_place].1;
-        let mut report = self.evaluate_with(config, model.clone(), data)?;
-        report.train_steps = validation.report.train_steps;
-        report.ms_per_step = validation.report.ms_per_step;
-        let chosen = ComparedRun {
-            report,
-            chosen: true,
-            split: "test".into(),
-            val_aurac_log2: validation.val_aurac_log2,
-            grid: unit.method.is_grid(),
-        };
-        let mut runs: Vec<ComparedRun> = validated
-            .into_iter()
-            .filter(|&(i, _)| i != chosen_at)
-            .map(|(_, run)| run)
-            .collect();
-        if base.is_some() {
-            // the rejected runs' records first, the chosen one's last: it
-            // marks the unit finished
-            for run in &runs {
-                if let Some(dir) = lr_dir(run.report.config.train.lr) {
-                    std::fs::create_dir_all(&dir).map_err(|e| RunError::write(&dir, e))?;
-                    write_json(&dir.join(crate::io::REPORT_FILE), run)?;
-                    write_json(&dir.join(COMPARED_RUN), run)?;
-                }
-            }
-            if let Some(dir) = lr_dir(lr) {
-                self.save(&dir, &chosen.report, Some(&model))?;
-                write_json(&dir.join(COMPARED_RUN), &chosen)?;
-            }
-            self.remove_valid_dirs(lrs, &lr_dir)?;
-        }
-        (progress.on_run)(&chosen);
-        runs.push(chosen);
-        Ok(runs)
-    }
-
-    fn remove_valid_dirs(
-        &self,
-        lrs: &[f64],
-        lr_dir: &dyn Fn(f64) -> Option<PathBuf>,
-    ) -> Result<(), RunError> {
-        for &lr in lrs {
-            if let Some(valid) = lr_dir(lr).map(|d| d.join(VALID_DIR))
-                && valid.is_dir()
-            {
-                std::fs::remove_dir_all(&valid).map_err(|e| RunError::write(&valid, e))?;
-            }
-        }
-        Ok(())
     }
 }
