@@ -408,10 +408,9 @@ fn a_widened_grid_resumes_to_the_comparison_started_with_it() {
         );
     }
     // widened: 16 steps for the new validation run, 16 for seed 6 at the
-    // new choice (the same 256 rows), nothing else trains (a limit equal to
-    // a run's last step stops it there, so one step to spare: any other run
-    // would stop at its first step and fail the comparison)
-    let widened = resumed(&wide, 16 + 16 + 1).unwrap();
+    // new choice (the same 256 rows), nothing else trains (any other run
+    // would stop at once and fail the comparison)
+    let widened = resumed(&wide, 16 + 16).unwrap();
     assert_eq!(figures(&widened), figures(&whole));
     assert_eq!(
         read_json(&parts.join("compare-plan.json"))["plan"]["lrs"],
@@ -447,7 +446,7 @@ fn a_widened_grid_resumes_to_the_comparison_started_with_it() {
 
     // widened again by a learning rate that loses: its validation run alone
     // trains, the choice and its runs stand
-    let again = resumed(&wider, 16 + 1).unwrap();
+    let again = resumed(&wider, 16).unwrap();
     assert_eq!(again.runs.len(), widened.runs.len() + 1);
     let new = again
         .runs

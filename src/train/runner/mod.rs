@@ -233,9 +233,9 @@ impl<T: Task> Runner<T> {
     }
 
     /// Stops training after `steps` optimiser steps in all (resumable from
-    /// the last checkpoint): to train in parts, or to test resuming. In
-    /// [`Runner::compare_seeds`] the steps of all the runs it trains count
-    /// together.
+    /// the last checkpoint): to train in parts, or to test resuming; a run
+    /// whose last step is the limit finishes. In [`Runner::compare_seeds`]
+    /// the steps of all the runs it trains count together.
     pub fn stop_after(mut self, steps: usize) -> Self {
         self.step_limit = Some(steps);
         self

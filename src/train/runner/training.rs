@@ -190,11 +190,13 @@ impl<T: Task> Runner<T> {
         }
         let mut plan = plan.after_steps(done_before);
         plan.guard.interrupter = self.interrupter.clone();
+        // a limit at (or past) the run's last step lets it finish
         plan.guard.limit = match limit {
             StepLimit::None => None,
             StepLimit::At(n) => Some(n),
             StepLimit::After(n) => Some(done_before + n),
-        };
+        }
+        .filter(|&n| n < steps_per_epoch * config.epochs);
         let train = self.train_loader(&data.train, config, config.seed, segments, start, &device);
         let valid = Arc::new(EpochEndLoader::new(valid, segments, start));
         let started = Instant::now();
