@@ -6,6 +6,7 @@ use super::model::{RankedBatchOutput, TaskModel};
 use super::objective::TrainMethod;
 use crate::adapter::{ActiveRank, AdaptedModule, RankSampler, RankSet, RankSubsetSampler};
 use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 use burn::train::Interrupter;
 use burn::train::ItemLazy;
@@ -337,6 +338,52 @@ impl<T: TaskModel> RankedLearnerModel<T> {
         }
     }
 
+    /// The nested models a step of optimiser step `step` runs one by one
+    /// (the exact objective's `S`, the sampled one's draw), or `None` for a
+    /// method of one forward pass.
+    fn nested_passes(&self, step: Option<usize>) -> Option<Vec<usize>> {
+        match self.plan.method {
+            TrainMethod::MatryoshkaExact => Some(self.plan.ranks.clone()),
+            TrainMethod::MatryoshkaSampled => Some(
+                self.plan
+                    .draw(step)
+                    .subset
+                    .unwrap_or_else(|| self.plan.ranks.clone()),
+            ),
+            _ => None,
+        }
+        .filter(|ranks| !ranks.is_empty())
+    }
+
+    /// The step of an objective that is a mean of nested models' losses,
+    /// `L = (1/n) sum_k L_k`, with one backward pass per nested model:
+    /// `grad L = (1/n) sum_k grad L_k` is accumulated while only one
+    /// model's activations are alive, so memory is one pass's, not `n`
+    /// passes' (the same gradient up to float rounding). Returns the
+    /// gradients and `L` (detached).
+    fn nested_step(
+        &self,
+        ranks: &[usize],
+        batch: &T::Batch,
+        weight: f64,
+    ) -> (GradientsParams, Tensor<1>) {
+        let n = ranks.len() as f64;
+        let mut accumulated = GradientsAccumulator::<Self>::new();
+        let mut total: Option<Tensor<1>> = None;
+        for &k in ranks {
+            let loss = self.at_rank(k).forward_batch(batch).loss / n;
+            let grads = (loss.clone() * weight).backward();
+            accumulated.accumulate(self, GradientsParams::from_grads(grads, self));
+            let loss = loss.detach();
+            total = Some(match total {
+                Some(sum) => sum + loss,
+                None => loss,
+            });
+        }
+        let total = total.unwrap_or_else(|| self.task.forward_batch(batch).loss.detach());
+        (accumulated.grads(), total)
+    }
+
     /// The mean of the nested models' losses at `ranks` (the model's own
     /// loss when there are none).
     fn mean_loss(&self, ranks: &[usize], batch: &T::Batch) -> Tensor<1> {
@@ -368,6 +415,16 @@ impl<T: TaskModel> TrainStep for RankedLearnerModel<T> {
     type Output = TrainStepOutput;
 
     fn step(&self, shard: TrainShard<T::Batch>) -> TrainOutput<TrainStepOutput> {
+        if let Some(ranks) = self.nested_passes(Some(shard.step)) {
+            let (grads, loss) = self.nested_step(&ranks, &shard.batch, shard.weight);
+            let value = loss.clone().try_into_scalar::<f64>().unwrap_or(f64::NAN);
+            self.plan.guard.check(shard.step, shard.ends_step, value);
+            let item = TrainStepOutput {
+                loss,
+                drawn_rank: None,
+            };
+            return TrainOutput { grads, item };
+        }
         let (loss, drawn_rank) = self.objective_at(&shard.batch, Some(shard.step));
         // One scalar read per piece: the step that diverges is the one that stops.
         let value = loss.clone().try_into_scalar::<f64>().unwrap_or(f64::NAN);
