@@ -114,7 +114,7 @@ fn learning_rate_selection_never_looks_at_test_rows() {
 }
 
 #[test]
-fn sampled_objective_with_every_rank_drawn_is_the_exact_objective() {
+fn sampled_objective_with_every_rank_drawn_is_the_exact_one_and_with_one_dyloras() {
     let _turn = turn();
     let exact = runner(TrainMethod::MatryoshkaExact);
     let data = exact.prepare().unwrap();
@@ -131,6 +131,9 @@ fn sampled_objective_with_every_rank_drawn_is_the_exact_objective() {
         .report;
     assert_ne!(one.per_rank, exact.per_rank);
     assert!(one.curve().iter().all(|a| *a > 50.0), "{:?}", one.curve());
+    // one rank drawn per step (R not forced) is DyLoRA's reference draw
+    let dylora = runner(TrainMethod::Dylora).train(&data).unwrap().report;
+    assert_eq!(one.per_rank, dylora.per_rank);
 }
 
 #[test]
