@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""How far a comparison (or the LLM study's parts) has got, from its files.
+
+Usage: python3 scripts/study_status.py DIR [DIR ...]
+       python3 scripts/study_status.py runs/llm-study      # every part under it
+
+DIR is an `mlora compare --out` directory (it holds compare-plan.json), or a
+directory whose subdirectories are. A training run is finished when its
+learning rate's directory holds compared.json (or .valid/compared.json, a
+validation run waiting for its method's choice) or diverged.json. Per method:
+runs finished / planned, and the training work in LoRA-run equivalents (a
+step of matryoshka-exact runs |S| passes, matryoshka-sampled m), which is what
+the training time left scales with (each run's evaluation adds about the same
+share whatever its method).
+"""
+import json
+import os
+import sys
+
+
+def finished(lr_dir):
+    return any(os.path.isfile(os.path.join(lr_dir, f))
+               for f in ("compared.json", "diverged.json", os.path.join(".valid", "compared.json")))
+
+
+def unit_dirs(out, method, head_modes, seed, ranks):
+    for head in head_modes:
+        suffix = "" if head == "joint" else f"-{head}"
+        base = os.path.join(out, f"{method}{suffix}", f"seed-{seed}")
+        if method == "lora-grid":
+            for k in ranks:
+                yield os.path.join(base, f"rank-{k}")
+        else:
+            yield base
+
+
+def lr_name(lr):
+    # Rust's `{:e}`: 0.0003 -> 3e-4, 0.01 -> 1e-2
+    mantissa, exponent = f"{lr:e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"lr-{mantissa}e{int(exponent)}"
+
+
+def status(out):
+    state = json.load(open(os.path.join(out, "compare-plan.json")))
+    plan, train = state["plan"], state["config"]
+    ranks = train["ranks"]
+    lrs = plan["lrs"]
+    seeds = plan["seeds"]
+    heads = plan.get("head_modes", ["joint"])
+    first_only = plan.get("select_on_first_seed", False) and len(lrs) > 1
+    m = train.get("rank_samples") or 2
+    weight = {"matryoshka-exact": len(ranks), "matryoshka-sampled": m}
+    rows, total_done, total_all = [], 0.0, 0.0
+    for method in plan["methods"]:
+        done = planned = 0
+        for i, seed in enumerate(seeds):
+            for unit in unit_dirs(out, method, heads, seed, ranks):
+                if first_only and i > 0:
+                    planned += 1
+                    lr_dirs = [os.path.join(unit, d) for d in (os.listdir(unit) if os.path.isdir(unit) else [])
+                               if d.startswith("lr-")]
+                    done += int(any(finished(d) for d in lr_dirs))
+                else:
+                    planned += len(lrs)
+                    done += sum(finished(os.path.join(unit, lr_name(lr))) for lr in lrs)
+        w = weight.get(method, 1)
+        total_done += w * done
+        total_all += w * planned
+        rows.append((method, done, planned, w))
+    where = "done" if os.path.isfile(os.path.join(out, "compare.json")) else "running or stopped"
+    print(f"{out}: {where}; work {total_done:.0f} / {total_all:.0f} LoRA-run equivalents "
+          f"({100 * total_done / max(total_all, 1):.0f} %)")
+    for method, done, planned, w in rows:
+        print(f"  {method:20} {done:3} / {planned:3} runs (x{w})")
+
+
+def main():
+    if len(sys.argv) < 2:
+        print(__doc__)
+        return 2
+    for arg in sys.argv[1:]:
+        if os.path.isfile(os.path.join(arg, "compare-plan.json")):
+            status(arg)
+            continue
+        parts = sorted(d for d in os.listdir(arg)
+                       if os.path.isfile(os.path.join(arg, d, "compare-plan.json")))
+        if not parts:
+            print(f"{arg}: no comparison here (no compare-plan.json)", file=sys.stderr)
+            return 1
+        for d in parts:
+            status(os.path.join(arg, d))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
