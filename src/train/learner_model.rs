@@ -352,7 +352,6 @@ impl<T: TaskModel> RankedLearnerModel<T> {
             ),
             _ => None,
         }
-        .filter(|ranks| !ranks.is_empty())
     }
 
     /// The step of an objective that is a mean of nested models' losses,
@@ -360,28 +359,25 @@ impl<T: TaskModel> RankedLearnerModel<T> {
     /// `grad L = (1/n) sum_k grad L_k` is accumulated while only one
     /// model's activations are alive, so memory is one pass's, not `n`
     /// passes' (the same gradient up to float rounding). Returns the
-    /// gradients and `L` (detached).
+    /// gradients and `L` (detached); `None` for no ranks.
     fn nested_step(
         &self,
         ranks: &[usize],
         batch: &T::Batch,
         weight: f64,
-    ) -> (GradientsParams, Tensor<1>) {
+    ) -> Option<(GradientsParams, Tensor<1>)> {
         let n = ranks.len() as f64;
         let mut accumulated = GradientsAccumulator::<Self>::new();
-        let mut total: Option<Tensor<1>> = None;
-        for &k in ranks {
-            let loss = self.at_rank(k).forward_batch(batch).loss / n;
-            let grads = (loss.clone() * weight).backward();
-            accumulated.accumulate(self, GradientsParams::from_grads(grads, self));
-            let loss = loss.detach();
-            total = Some(match total {
-                Some(sum) => sum + loss,
-                None => loss,
-            });
-        }
-        let total = total.unwrap_or_else(|| self.task.forward_batch(batch).loss.detach());
-        (accumulated.grads(), total)
+        let total = ranks
+            .iter()
+            .map(|&k| {
+                let loss = self.at_rank(k).forward_batch(batch).loss / n;
+                let grads = (loss.clone() * weight).backward();
+                accumulated.accumulate(self, GradientsParams::from_grads(grads, self));
+                loss.detach()
+            })
+            .reduce(|sum, loss| sum + loss)?;
+        Some((accumulated.grads(), total))
     }
 
     /// The mean of the nested models' losses at `ranks` (the model's own
@@ -415,27 +411,27 @@ impl<T: TaskModel> TrainStep for RankedLearnerModel<T> {
     type Output = TrainStepOutput;
 
     fn step(&self, shard: TrainShard<T::Batch>) -> TrainOutput<TrainStepOutput> {
-        if let Some(ranks) = self.nested_passes(Some(shard.step)) {
-            let (grads, loss) = self.nested_step(&ranks, &shard.batch, shard.weight);
-            let value = loss.clone().try_into_scalar::<f64>().unwrap_or(f64::NAN);
-            self.plan.guard.check(shard.step, shard.ends_step, value);
-            let item = TrainStepOutput {
-                loss,
-                drawn_rank: None,
-            };
-            return TrainOutput { grads, item };
-        }
-        let (loss, drawn_rank) = self.objective_at(&shard.batch, Some(shard.step));
+        let nested = self
+            .nested_passes(Some(shard.step))
+            .and_then(|ranks| self.nested_step(&ranks, &shard.batch, shard.weight));
+        let (grads, loss, drawn_rank) = match nested {
+            Some((grads, loss)) => (grads, loss, None),
+            None => {
+                let (loss, drawn_rank) = self.objective_at(&shard.batch, Some(shard.step));
+                // The piece's share of the step's mean (a whole batch: as it is).
+                let grads = if shard.weight == 1.0 {
+                    loss.backward()
+                } else {
+                    (loss.clone() * shard.weight).backward()
+                };
+                (GradientsParams::from_grads(grads, self), loss, drawn_rank)
+            }
+        };
         // One scalar read per piece: the step that diverges is the one that stops.
         let value = loss.clone().try_into_scalar::<f64>().unwrap_or(f64::NAN);
         self.plan.guard.check(shard.step, shard.ends_step, value);
-        // The piece's share of the step's mean (a whole batch: as it is).
-        let grads = if shard.weight == 1.0 {
-            loss.backward()
-        } else {
-            (loss.clone() * shard.weight).backward()
-        };
-        TrainOutput::new(self, grads, TrainStepOutput { loss, drawn_rank })
+        let item = TrainStepOutput { loss, drawn_rank };
+        TrainOutput { grads, item }
     }
 }
 

@@ -39,14 +39,10 @@ pub struct CausalLmMeta {
     pub test_overlap: usize,
     /// Whether those rows were removed.
     pub overlap_dropped: bool,
-    /// The generation budget (`max_new_tokens`; 0: no generation).
-    pub max_new_tokens: usize,
-    /// Test responses longer than `max_new_tokens` tokens (EOS not counted):
-    /// greedy generation stops before their end, so their final answers
-    /// cannot match (0 when nothing is generated).
-    pub test_over_budget: usize,
-    /// Tokens of the longest test response (EOS not counted).
-    pub longest_test_response: usize,
+    /// Test responses longer than `max_new_tokens` (when it generates and
+    /// any are): greedy generation stops before their end, so their final
+    /// answers cannot match.
+    pub over_generation_budget: Option<OverBudget>,
 }
 
 /// Fine-tuning a Llama-family decoder (a Hugging Face directory or a GGUF
@@ -335,14 +331,15 @@ impl Task for CausalLmTask {
                 .count()
         };
         let max_new_tokens = self.config.max_new_tokens;
-        let test_over_budget = if max_new_tokens == 0 {
-            0
-        } else {
-            test.iter()
-                .filter(|e| response_len(e) > max_new_tokens)
-                .count()
-        };
-        let longest_test_response = test.iter().map(response_len).max().unwrap_or(0);
+        let over = test
+            .iter()
+            .filter(|e| response_len(e) > max_new_tokens)
+            .count();
+        let over_generation_budget = (max_new_tokens > 0 && over > 0).then(|| OverBudget {
+            rows: over,
+            max_new_tokens,
+            longest: test.iter().map(response_len).max().unwrap_or(0),
+        });
         Ok(TaskData {
             train,
             test,
@@ -353,9 +350,7 @@ impl Task for CausalLmTask {
                 test_counts,
                 test_overlap,
                 overlap_dropped: self.config.drop_overlap,
-                max_new_tokens,
-                test_over_budget,
-                longest_test_response,
+                over_generation_budget,
             },
         })
     }
@@ -491,17 +486,13 @@ impl Task for CausalLmTask {
         }
     }
 
-    /// Test rows whose prompt also occurs among the training rows.
+    /// Test rows whose prompt also occurs among the training rows, and test
+    /// responses longer than the generation budget.
     fn split_summary(&self, data: &TaskData<SftExample, CausalLmMeta>) -> SplitSummary {
-        let meta = &data.meta;
         SplitSummary {
-            test_overlap: Some(meta.test_overlap),
-            overlap_dropped: meta.overlap_dropped,
-            over_generation_budget: (meta.test_over_budget > 0).then_some(OverBudget {
-                rows: meta.test_over_budget,
-                max_new_tokens: meta.max_new_tokens,
-                longest: meta.longest_test_response,
-            }),
+            test_overlap: Some(data.meta.test_overlap),
+            overlap_dropped: data.meta.overlap_dropped,
+            over_generation_budget: data.meta.over_generation_budget.clone(),
             ..SplitSummary::default()
         }
     }
