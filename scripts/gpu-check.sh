@@ -67,7 +67,7 @@ else
   BACKENDS=(flex wgpu cuda)
 fi
 
-# The correctness run; tests/causal_lm.rs checks the committed CPU figures against it.
+# The correctness run; tests/causal_lm_cli.rs checks the committed CPU figures against it.
 TINY_ARGS=(--config tiny --batch 4 --seq 64 --steps 8 --warmup 0 --rank 8 --method matryoshka
   --lr 1e-2 --init-std 0.5 --seed 7)
 
