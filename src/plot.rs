@@ -102,7 +102,19 @@ pub fn plot_summary(summary: &[MethodSummary], path: &Path) -> Result<(), PlotEr
     plot_curves(&curves, &metric, path)
 }
 
-/// Draws `curves` of `metric` (a percentage) against rank to `path`.
+/// The image's width and the chart's height, in pixels; the legend goes
+/// below the chart, two entries a row, so that it never covers a curve.
+const WIDTH: u32 = 800;
+const CHART_HEIGHT: u32 = 520;
+const LEGEND_ROW: u32 = 22;
+
+/// The legend's height for `n` curves.
+fn legend_height(n: usize) -> u32 {
+    n.div_ceil(2) as u32 * LEGEND_ROW + 14
+}
+
+/// Draws `curves` of `metric` (a percentage) against rank to `path`, the
+/// legend below the chart.
 pub fn plot_curves(curves: &[Curve], metric: &str, path: &Path) -> Result<(), PlotError> {
     if curves.is_empty() {
         return Err(PlotError::Empty);
@@ -115,13 +127,14 @@ pub fn plot_curves(curves: &[Curve], metric: &str, path: &Path) -> Result<(), Pl
         path: name.clone(),
         reason: e,
     };
+    let size = (WIDTH, CHART_HEIGHT + legend_height(curves.len()));
     match path.extension().and_then(|e| e.to_str()) {
         Some("png") => {
-            let root = BitMapBackend::new(path, (800, 520)).into_drawing_area();
+            let root = BitMapBackend::new(path, size).into_drawing_area();
             draw(root, curves, metric).map_err(draw_err)
         }
         Some("svg") => {
-            let root = SVGBackend::new(path, (800, 520)).into_drawing_area();
+            let root = SVGBackend::new(path, size).into_drawing_area();
             draw(root, curves, metric).map_err(draw_err)
         }
         _ => Err(PlotError::Extension(name.clone())),
@@ -135,6 +148,20 @@ fn draw<DB: DrawingBackend>(
 ) -> Result<(), String> {
     let e = |x: &dyn std::fmt::Display| x.to_string();
     root.fill(&WHITE).map_err(|x| e(&x))?;
+    let (plot_area, legend_area) = root.split_vertically(CHART_HEIGHT);
+    // the dashed reference in black, the others in turn
+    let mut next_color = 0;
+    let colors: Vec<RGBColor> = curves
+        .iter()
+        .map(|c| {
+            if c.dashed {
+                BLACK
+            } else {
+                next_color += 1;
+                COLORS[(next_color - 1) % COLORS.len()]
+            }
+        })
+        .collect();
     let max_rank = curves
         .iter()
         .flat_map(|c| c.ranks.iter().copied())
@@ -174,7 +201,7 @@ fn draw<DB: DrawingBackend>(
         None => "Score at each nested rank".to_string(),
     };
     let y_desc = format!("test {metric} (%)");
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(&plot_area)
         .caption(caption, ("sans-serif", 24))
         .margin(16)
         .x_label_area_size(44)
@@ -190,14 +217,7 @@ fn draw<DB: DrawingBackend>(
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(|x| e(&x))?;
-    let mut next_color = 0;
-    for c in curves {
-        let color = if c.dashed {
-            BLACK
-        } else {
-            next_color += 1;
-            COLORS[(next_color - 1) % COLORS.len()]
-        };
+    for (c, &color) in curves.iter().zip(&colors) {
         let x = |k: usize| (k as f64).log2();
         if let Some(band) = &c.band {
             // The band: upper edge left to right, lower edge back.
@@ -236,19 +256,11 @@ fn draw<DB: DrawingBackend>(
                     5,
                     color.stroke_width(2),
                 ))
-                .map_err(|x| e(&x))?
-                .label(c.label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 7, y)], color.stroke_width(2))
-                });
+                .map_err(|x| e(&x))?;
         } else {
             chart
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                .map_err(|x| e(&x))?
-                .label(c.label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
+                .map_err(|x| e(&x))?;
         }
         chart
             .draw_series(
@@ -258,13 +270,90 @@ fn draw<DB: DrawingBackend>(
             )
             .map_err(|x| e(&x))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(|x| e(&x))?;
+    draw_legend(&legend_area, curves, &colors).map_err(|x| e(&x))?;
     root.present().map_err(|x| e(&x))
+}
+
+/// The legend, below the chart: two entries a row, each a sample of its
+/// curve's line (dashed for the reference) and its label.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    curves: &[Curve],
+    colors: &[RGBColor],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let column = (WIDTH as i32 - 80) / 2;
+    for (i, (c, &color)) in curves.iter().zip(colors).enumerate() {
+        let x = 60 + (i as i32 % 2) * column;
+        let y = 6 + (i as i32 / 2) * LEGEND_ROW as i32 + LEGEND_ROW as i32 / 2;
+        let style = color.stroke_width(2);
+        if c.dashed {
+            area.draw(&PathElement::new(vec![(x, y), (x + 10, y)], style))?;
+            area.draw(&PathElement::new(vec![(x + 18, y), (x + 28, y)], style))?;
+        } else {
+            area.draw(&PathElement::new(vec![(x, y), (x + 28, y)], style))?;
+        }
+        area.draw(&Circle::new((x + 14, y), 4, color.filled()))?;
+        area.draw(&Text::new(
+            c.label.clone(),
+            (x + 36, y - 8),
+            ("sans-serif", 14).into_font().color(&BLACK),
+        ))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `y` of the SVG text element whose content is `label` (plotters
+    /// writes it on a line of its own).
+    fn text_y(svg: &str, label: &str) -> f64 {
+        let end = svg
+            .find(&format!(">\n{label}\n</text>"))
+            .unwrap_or_else(|| panic!("no text {label:?}"));
+        let start = svg[..end].rfind("<text").unwrap();
+        let tag = &svg[start..end];
+        let y = tag.find(" y=\"").unwrap() + 4;
+        tag[y..y + tag[y..].find('"').unwrap()].parse().unwrap()
+    }
+
+    #[test]
+    fn the_legend_lies_below_the_chart_and_names_every_curve() {
+        let curve = |label: &str, dashed| Curve {
+            label: label.into(),
+            ranks: vec![1, 2, 4, 8],
+            values: vec![10.0, 40.0, 60.0, 90.0],
+            band: Some(vec![2.0; 4]),
+            dashed,
+        };
+        let curves: Vec<Curve> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|l| curve(&format!("method {l}"), false))
+            .chain([curve("the grid", true)])
+            .collect();
+        let dir = std::env::temp_dir().join(format!("mlora-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("curve.svg");
+        plot_curves(&curves, "exact_match", &path).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        // six curves: three legend rows under the 520-pixel chart
+        let height = CHART_HEIGHT + legend_height(6);
+        assert_eq!(height, 520 + 3 * 22 + 14);
+        assert!(
+            svg.contains(&format!("height=\"{height}\"")),
+            "{}",
+            &svg[..200]
+        );
+        for c in &curves {
+            let y = text_y(&svg, &c.label);
+            assert!(
+                y > CHART_HEIGHT as f64 && y < height as f64,
+                "{}: {y}",
+                c.label
+            );
+        }
+        assert!(svg.contains("Exact match at each nested rank"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

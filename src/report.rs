@@ -175,8 +175,7 @@ impl Report {
         })
     }
 
-    /// Reads the reports of a file holding one report or an array of them
-    /// (`compare.json`).
+    /// Reads the reports of a file holding one report or an array of them.
     pub fn read_many(path: &Path) -> Result<Vec<Self>, ReportError> {
         let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io {
             path: path.to_path_buf(),

@@ -496,3 +496,41 @@ fn labels_are_trimmed() {
         serde_json::json!(["rotten", "fresh"])
     );
 }
+
+/// `mlora plot compare.json` draws the comparison's mean curves (here the
+/// committed LLM study's chain part, six methods with the grid).
+#[test]
+fn plot_draws_a_comparisons_mean_curves() {
+    let dir = common::temp_dir("cli-plot-compare");
+    let out = dir.join("chain.svg");
+    let compare = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/results/llm_chain_2026-12-04.json");
+    let (code, stdout, stderr) = common::run_mlora(&[
+        "plot",
+        compare.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let printed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(printed["methods"], 6);
+    let svg = std::fs::read_to_string(&out).unwrap();
+    for label in [
+        "matryoshka-exact (AURAC 43.6 ± 0.3, 3 seeds)",
+        "lora-grid (AURAC 41.4 ± 0.9, 3 seeds)",
+    ] {
+        assert!(svg.contains(label), "{label} missing");
+    }
+    // a comparison and a report together are refused, naming the argument
+    let report = common::fixture("llama/arith.jsonl");
+    let (code, _, stderr) = common::run_mlora(&[
+        "plot",
+        compare.to_str().unwrap(),
+        report.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("REPORTS: give either"), "{stderr}");
+}

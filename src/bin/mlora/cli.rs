@@ -198,9 +198,10 @@ pub enum Command {
     /// Memory per device to train adapters on a Llama-family model, from the
     /// formula (README, "Scaling"): base weights, adapter state, activations.
     Memory(MemoryArgs),
-    /// Plot rank (log2 axis) against accuracy for report.json files.
+    /// Plot rank (log2 axis) against accuracy for report.json files, or a
+    /// comparison's mean curves with ±1 std bands (the grid dashed).
     Plot {
-        /// report.json files (or compare.json arrays).
+        /// report.json files (one line each), or compare.json files.
         #[arg(required = true)]
         reports: Vec<PathBuf>,
         /// Output .png or .svg.

@@ -13,7 +13,7 @@ use matryoshka_lora::report::{Report, RunConfig};
 use matryoshka_lora::tasks::causal_lm::{CausalLmConfig, CausalLmTask, LlmBench};
 use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask, RtBench};
 use matryoshka_lora::train::{
-    Execution, RunError, Runner, Task, TaskData, TrainConfig, TrainingState,
+    Comparison, Execution, RunError, Runner, Task, TaskData, TrainConfig, TrainingState,
 };
 use matryoshka_lora::{BackendKind, DeviceSpec};
 use std::path::{Path, PathBuf};
@@ -495,6 +495,33 @@ pub fn bench_rt_cmd(args: BenchRtArgs) -> Result<(), Failure> {
 }
 
 pub fn plot_cmd(paths: Vec<PathBuf>, output: PathBuf, print: PrintArgs) -> Result<(), Failure> {
+    // compare.json files: their mean curves with bands (the grid dashed)
+    let comparisons: Vec<Comparison> = paths
+        .iter()
+        .filter_map(|p| {
+            let text = std::fs::read_to_string(p).ok()?;
+            serde_json::from_str::<Comparison>(&text).ok()
+        })
+        .collect();
+    if !comparisons.is_empty() {
+        if comparisons.len() != paths.len() {
+            return Err(bad(
+                "REPORTS",
+                "give either report.json files or compare.json files, not both: a comparison is drawn as mean curves with bands, a report as one line",
+            ));
+        }
+        let summary: Vec<_> = comparisons.into_iter().flat_map(|c| c.summary).collect();
+        matryoshka_lora::plot::plot_summary(&summary, &output).map_err(|e| bad("-o", e))?;
+        let json = serde_json::json!({"output": output, "methods": summary.len()});
+        print.emit(json, || {
+            format!(
+                "plotted {} methods' mean curves to {}",
+                summary.len(),
+                output.display()
+            )
+        });
+        return Ok(());
+    }
     let mut reports = Vec::new();
     for p in &paths {
         reports.extend(Report::read_many(p).map_err(|e| bad("REPORTS", e))?);
