@@ -12,20 +12,12 @@ fn fixture(name: &str) -> PathBuf {
     common::fixture("llama").join(name)
 }
 
-fn mlora() -> assert_cmd::Command {
-    assert_cmd::Command::cargo_bin("mlora").unwrap()
-}
-
 /// Runs `mlora args`, asserts it succeeded, and parses its stdout as JSON
 /// (`Null` when it printed nothing).
 fn json_of(args: &[&str]) -> serde_json::Value {
-    let output = mlora().args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
+    let (code, stdout, stderr) = common::run_mlora(args);
+    assert_eq!(code, 0, "{args:?}: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null)
 }
 
 /// `mlora eval --task causal-lm` of the base model in `model` on 8 test rows.
@@ -84,12 +76,8 @@ fn lm_train(out: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
         ]);
     }
     args.extend(extra.iter().map(|s| s.to_string()));
-    let output = mlora().args(&args).output().unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).to_string(),
-        String::from_utf8_lossy(&output.stderr).to_string(),
-    )
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    common::run_mlora(&args)
 }
 
 #[test]
@@ -258,12 +246,9 @@ fn cli_train_eval_base_eval_compare_and_bench() {
     ]);
     assert!(bench["ms_per_step"].as_f64().unwrap() > 0.0);
     assert!(bench["tokens_per_s"].as_f64().unwrap() > 0.0);
-    let output = mlora()
-        .args(["bench", "llm", "--config", "gpt-9"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).starts_with("error: --config"));
+    let (code, _, stderr) = common::run_mlora(&["bench", "llm", "--config", "gpt-9"]);
+    assert_eq!(code, 2);
+    assert!(stderr.starts_with("error: --config"));
 }
 
 /// The CPU figures scripts/gpu-check.sh compares every GPU backend with are
@@ -359,17 +344,14 @@ fn generating_runs_write_their_generations() {
     };
     check(&run);
     let again = dir.join("again");
-    let output = mlora()
-        .args(["eval", "--adapter", &run.display().to_string(), "--out"])
-        .arg(&again)
-        .arg("--quiet")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    json_of(&[
+        "eval",
+        "--adapter",
+        &run.display().to_string(),
+        "--out",
+        &again.display().to_string(),
+        "--quiet",
+    ]);
     check(&again);
 }
 
@@ -470,27 +452,16 @@ fn cli_lora_grid_on_a_causal_lm_and_its_resume() {
     assert_eq!(again["summary"], printed["summary"]);
     assert_eq!(again["runs"], printed["runs"]);
     // --resume takes its settings from the comparison
-    let refused = mlora()
-        .args(["compare", "--resume", &out_s, "--lr", "1e-3"])
-        .output()
-        .unwrap();
-    assert_eq!(refused.status.code(), Some(2));
+    let (code, _, _) = common::run_mlora(&["compare", "--resume", &out_s, "--lr", "1e-3"]);
+    assert_eq!(code, 2);
     // its one learning rate cannot become a grid (no validation rows)
-    let refused = mlora()
-        .args(["compare", "--resume", &out_s, "--lrs", "1e-2,3e-2"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    let (code, _, stderr) =
+        common::run_mlora(&["compare", "--resume", &out_s, "--lrs", "1e-2,3e-2"]);
+    assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("ran one learning rate"), "{stderr}");
     // and a new comparison into it is refused, pointing at --resume
-    let output = mlora()
-        .args(shared)
-        .args(["--methods", "lora-grid"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let (code, _, stderr) = common::run_mlora(&[&shared[..], &["--methods", "lora-grid"]].concat());
+    assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("compare --resume"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -45,11 +45,9 @@ fn train(out: &Path, extra: &[&str]) -> (i32, String) {
         out.display().to_string(),
     ]);
     args.extend(extra.iter().map(|s| s.to_string()));
-    let output = mlora().args(&args).output().unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stderr).to_string(),
-    )
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, stderr) = common::run_mlora(&args);
+    (code, stderr)
 }
 
 #[test]

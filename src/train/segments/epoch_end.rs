@@ -81,22 +81,10 @@ impl<O> DataLoaderIterator<O> for Nothing<O> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_loaders::{Ids, batches};
     use super::*;
     use burn::data::dataloader::DataLoaderBuilder;
-    use burn::data::dataloader::batcher::Batcher;
     use burn::data::dataset::InMemDataset;
-
-    #[derive(Clone, Default)]
-    struct Ids;
-    impl Batcher<u32, Vec<u32>> for Ids {
-        fn batch(&self, items: Vec<u32>, _device: &Device) -> Vec<u32> {
-            items
-        }
-    }
-
-    fn batches(loader: &dyn DataLoader<Vec<u32>>) -> Vec<Vec<u32>> {
-        loader.iter().map(|b| b.unwrap()).collect()
-    }
 
     #[test]
     fn validation_runs_at_epoch_ends_only() {

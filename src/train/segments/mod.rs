@@ -136,6 +136,28 @@ fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// What the loaders' tests share: a batcher that keeps the ids.
+#[cfg(test)]
+mod test_loaders {
+    use burn::data::dataloader::DataLoader;
+    use burn::data::dataloader::batcher::Batcher;
+    use burn::prelude::*;
+
+    /// Batches of row ids, as they are.
+    #[derive(Clone, Default)]
+    pub struct Ids;
+    impl Batcher<u32, Vec<u32>> for Ids {
+        fn batch(&self, items: Vec<u32>, _device: &Device) -> Vec<u32> {
+            items
+        }
+    }
+
+    /// Every batch of one iteration of `loader`.
+    pub fn batches(loader: &dyn DataLoader<Vec<u32>>) -> Vec<Vec<u32>> {
+        loader.iter().map(|b| b.unwrap()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -352,21 +352,10 @@ impl<I: Clone, O> DataLoaderIterator<TrainShard<O>> for SegmentIter<I, O> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_loaders::{Ids, batches};
     use super::*;
     use burn::data::dataloader::DataLoaderBuilder;
     use burn::data::dataset::InMemDataset;
-
-    #[derive(Clone, Default)]
-    struct Ids;
-    impl Batcher<u32, Vec<u32>> for Ids {
-        fn batch(&self, items: Vec<u32>, _device: &Device) -> Vec<u32> {
-            items
-        }
-    }
-
-    fn batches(loader: &dyn DataLoader<Vec<u32>>) -> Vec<Vec<u32>> {
-        loader.iter().map(|b| b.unwrap()).collect()
-    }
 
     fn shards(loader: &dyn DataLoader<TrainShard<Vec<u32>>>) -> Vec<TrainShard<Vec<u32>>> {
         loader.iter().map(|b| b.unwrap()).collect()
