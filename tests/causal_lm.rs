@@ -62,6 +62,7 @@ fn parity_of(layout: &str) -> (f32, f64) {
         .map(|r| InstructRow {
             prompt: r["prompt"].as_str().unwrap().into(),
             response: r["response"].as_str().unwrap().into(),
+            group: None,
         })
         .collect();
     let tokenizer = SftTokenizer::from_file(

@@ -465,3 +465,122 @@ fn cli_lora_grid_on_a_causal_lm_and_its_resume() {
     assert!(stderr.contains("compare --resume"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--group-field`: a comparison chooses its learning rate on whole groups
+/// that never train (the validation run's report says so), test rows of
+/// groups that also train are warned of and counted, and a row without the
+/// field is refused naming the flag.
+#[test]
+fn cli_compare_validates_on_whole_groups() {
+    let dir = common::temp_dir("lm-groups");
+    // arith rows tagged with 8 interleaved groups (numbers, as reasoning-gym's templates)
+    let text = std::fs::read_to_string(fixture("arith.jsonl")).unwrap();
+    let mut grouped = String::new();
+    for (i, line) in text.lines().take(60).enumerate() {
+        let mut row: serde_json::Value = serde_json::from_str(line).unwrap();
+        row["template"] = (i * 3 % 8).into();
+        grouped.push_str(&format!("{row}\n"));
+    }
+    let data = dir.join("grouped.jsonl");
+    std::fs::write(&data, grouped).unwrap();
+    let model = fixture("tinyllama").display().to_string();
+    let data_s = data.display().to_string();
+    let out = dir.join("cmp");
+    let out_s = out.display().to_string();
+    let args = |group: &str| -> Vec<String> {
+        [
+            "compare",
+            "--task",
+            "causal-lm",
+            "--model",
+            &model,
+            "--data",
+            &data_s,
+            "--group-field",
+            group,
+            "--methods",
+            "lora",
+            "--lrs",
+            "1e-2,3e-2",
+            "--val-n",
+            "10",
+            "--rank",
+            "2",
+            "--ranks",
+            "1,2",
+            "--train-n",
+            "40",
+            "--test-n",
+            "8",
+            "--max-len",
+            "40",
+            "--max-new-tokens",
+            "0",
+            "--batch",
+            "8",
+            "--json",
+            "--out",
+            &out_s,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let run =
+        |args: &[String]| common::run_mlora(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, _, stderr) = run(&args("nope"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("no string or number field `nope` (--group-field)"),
+        "{stderr}"
+    );
+    assert!(!out.join("compare.json").exists());
+    // 37 validation rows: walking back, whole groups reach them only with all 40
+    let mut greedy = args("template");
+    let at = greedy.iter().position(|a| a == "--val-n").unwrap();
+    greedy[at + 1] = "37".into();
+    let (code, _, stderr) = run(&greedy);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--val-n") && stderr.contains("the groups of the last 37 rows hold all 40"),
+        "{stderr}"
+    );
+
+    let (code, stdout, stderr) = run(&args("template"));
+    assert_eq!(code, 0, "{stderr}");
+    // the test split (every 5th row) shares the training rows' groups
+    assert!(
+        stderr.contains("of 8 test rows belong to groups that also train"),
+        "{stderr}"
+    );
+    // the groups of the 40 training rows (the file's rows i with i % 5 != 0)
+    let train_groups: std::collections::BTreeSet<usize> = (0..60)
+        .filter(|i| i % 5 != 0)
+        .take(40)
+        .map(|i| i * 3 % 8)
+        .collect();
+    let printed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let runs = printed["runs"].as_array().unwrap();
+    let split = |name: &str| -> Vec<&serde_json::Value> {
+        runs.iter().filter(|r| r["split"] == name).collect()
+    };
+    // the rejected learning rate's report is on the validation rows: whole
+    // groups, none of them training, all the training rows' groups between them
+    let [valid] = split("valid")[..] else {
+        panic!("one validation report: {runs:?}")
+    };
+    let groups = &valid["data"]["groups"];
+    assert_eq!(groups["shared"], 0, "{groups}");
+    assert_eq!(groups["test_rows_shared"], 0, "{groups}");
+    let whole = groups["train"].as_u64().unwrap() + groups["test"].as_u64().unwrap();
+    assert_eq!(whole as usize, train_groups.len(), "{groups}");
+    // the chosen one's is on the test rows, which share groups with training;
+    // its training rows are the ones it trained on (the validation rows' left out)
+    let [chosen] = split("test")[..] else {
+        panic!("one test report: {runs:?}")
+    };
+    assert!(chosen["data"]["groups"]["shared"].as_u64().unwrap() > 0);
+    assert_eq!(chosen["data"]["groups"]["train"], groups["train"]);
+    // resumed, the same
+    let again = json_of(&["compare", "--resume", &out_s, "--json"]);
+    assert_eq!(again["summary"], printed["summary"]);
+}

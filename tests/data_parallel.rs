@@ -15,15 +15,6 @@ use matryoshka_lora::train::{
 };
 use matryoshka_lora::{BackendKind, DeviceSpec};
 use std::path::PathBuf;
-use std::sync::Mutex;
-
-/// Training runs here take turns (they compare runs to a tolerance set by
-/// float reassociation, not by two runs sharing the cores).
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Two workers on this build's CPU backend.
 fn two_cpu_workers() -> Vec<DeviceSpec> {
@@ -106,7 +97,7 @@ fn compare<T: Task + Clone>(task: &T, config: TrainConfig) -> (f32, f32, f32) {
 
 #[test]
 fn two_workers_and_accumulation_train_the_adapter_of_one_device() {
-    let _turn = turn();
+    let _turn = common::turn();
     let task = classify_task();
     let base = TrainConfig {
         batch: 16,
@@ -145,7 +136,7 @@ fn llama_fixture(name: &str) -> PathBuf {
 
 #[test]
 fn a_token_weighted_loss_is_split_by_tokens() {
-    let _turn = turn();
+    let _turn = common::turn();
     // Rows of different response lengths: a split by rows would weight
     // the pieces' mean losses wrongly.
     let mut c = CausalLmConfig::new(llama_fixture("tinyllama"), llama_fixture("arith.jsonl"));
@@ -248,7 +239,7 @@ fn bad_device_settings_name_the_setting() {
 
 #[test]
 fn a_run_resumes_on_other_devices() {
-    let _turn = turn();
+    let _turn = common::turn();
     let task = classify_task();
     let config = TrainConfig {
         batch: 16,

@@ -18,16 +18,7 @@ use matryoshka_lora::train::{
     ComparePlan, DIVERGED_RUN, FitError, HeadMode, RankedBatchOutput, RunError, Runner, Setting,
     Task, TaskData, TaskModel, TrainConfig, TrainMethod,
 };
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// Training runs here take turns (runs training at once on the CPU backend
-/// can differ in the last bits, and these tests compare runs exactly).
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// 2 epochs of 10 steps of the RT classifier on the first encoder layer.
 fn runner(method: TrainMethod) -> Runner<ClassifyTask> {
@@ -49,7 +40,7 @@ fn runner(method: TrainMethod) -> Runner<ClassifyTask> {
 
 #[test]
 fn a_resumed_run_ends_where_the_uninterrupted_run_does() {
-    let _turn = turn();
+    let _turn = common::turn();
     let dir = common::temp_dir("resume");
     for method in [
         TrainMethod::Lora,
@@ -230,7 +221,7 @@ impl Task for Sign {
 
 #[test]
 fn a_nan_loss_at_step_k_stops_training_at_step_k() {
-    let _turn = turn();
+    let _turn = common::turn();
     let calls = std::sync::Arc::new(AtomicUsize::new(0));
     let task = Sign {
         calls: calls.clone(),
@@ -257,7 +248,7 @@ fn a_nan_loss_at_step_k_stops_training_at_step_k() {
 
 #[test]
 fn a_comparison_skips_a_diverged_run_records_it_and_resumes_past_it() {
-    let _turn = turn();
+    let _turn = common::turn();
     let dir = common::temp_dir("compare-diverged");
     let out = dir.join("cmp");
     // 256 training rows after 64 validation rows: 8 steps of 32 per run; the

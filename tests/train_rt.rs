@@ -7,17 +7,6 @@ mod common;
 use matryoshka_lora::AdaptedModule;
 use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask};
 use matryoshka_lora::train::{HeadMode, Runner, TrainConfig, TrainMethod};
-use std::sync::Mutex;
-
-/// Training runs in this file take turns: two runs training at once on the
-/// CPU backend can differ in the last bits (measured: the same seed gives
-/// other accuracies when another run trains in parallel), and this file's
-/// figures are compared across versions.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 fn quick() -> (ClassifyConfig, TrainConfig) {
     let mut task = ClassifyConfig::rt_protocol(common::assets_dir());
@@ -45,7 +34,7 @@ fn majority(labels: impl Iterator<Item = usize>) -> f64 {
 
 #[test]
 fn every_method_beats_chance_and_reports_consistent_aurac() {
-    let _turn = turn();
+    let _turn = common::turn();
     let (task, train) = quick();
     let runner = Runner::new(ClassifyTask::new(task), train)
         .unwrap()
@@ -97,7 +86,7 @@ fn every_method_beats_chance_and_reports_consistent_aurac() {
 
 #[test]
 fn probe_head_mode_trains_head_then_adapters_and_evaluate_agrees() {
-    let _turn = turn();
+    let _turn = common::turn();
     let (task, mut train) = quick();
     train.head_mode = HeadMode::Probe;
     let runner = Runner::new(ClassifyTask::new(task), train)

@@ -104,11 +104,13 @@ fn llama_logits_loss_and_generation_on_wgpu_match_cpu() {
                 ids: vec![0, 5, 6, 7, 8, 1],
                 prompt_len: 3,
                 reference: String::new(),
+                group: None,
             },
             SftExample {
                 ids: vec![0, 9, 10, 1],
                 prompt_len: 2,
                 reference: String::new(),
+                group: None,
             },
         ];
         let batch = SftBatcher { pad_id: 0 }.make(&examples, device);

@@ -50,6 +50,19 @@ pub enum InstructError {
         /// The response field's name.
         response: String,
     },
+    /// A row lacks the group field (`--group-field`), or holds neither a
+    /// string nor a number there.
+    #[error(
+        "{path} line {line}: no string or number field `{field}` (--group-field): with a group field every row names its group (a template, a document, ...)"
+    )]
+    MissingGroup {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The group field's name.
+        field: String,
+    },
     /// A prompt is longer than the truncation length.
     #[error(
         "row {row} has a prompt of {prompt_tokens} tokens, longer than --max-len {max_len}: raise --max-len (the prompt is never truncated)"
@@ -67,13 +80,18 @@ pub enum InstructError {
     Tokenizer(String),
 }
 
-/// Which JSONL fields hold the prompt and the response.
+/// Which JSONL fields hold the prompt, the response and (optionally) the
+/// row's group.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstructFields {
     /// The prompt field (`prompt`).
     pub prompt: String,
     /// The response field (`response`).
     pub response: String,
+    /// The field naming each row's group (`None`: rows are not grouped):
+    /// rows of one group (a template's instances, one document's questions)
+    /// are near-duplicates, so validation splits keep groups whole.
+    pub group: Option<String>,
 }
 
 impl Default for InstructFields {
@@ -81,21 +99,25 @@ impl Default for InstructFields {
         Self {
             prompt: "prompt".into(),
             response: "response".into(),
+            group: None,
         }
     }
 }
 
 /// One instruction row, as text.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct InstructRow {
     /// The prompt (for a GSM8K row: the template filled with the question).
     pub prompt: String,
     /// The response (for a GSM8K row: the answer, `#### N` included).
     pub response: String,
+    /// The row's group ([`InstructFields::group`]; a number as its decimal text).
+    pub group: Option<String>,
 }
 
 /// Reads `path`: one JSON object per non-empty line, with the `fields`
-/// strings, or GSM8K's `question`/`answer` when the prompt field is absent.
+/// strings, or GSM8K's `question`/`answer` when the prompt field is absent;
+/// with a group field, each row's group (a string, or a number).
 pub fn read_jsonl(path: &Path, fields: &InstructFields) -> Result<Vec<InstructRow>, InstructError> {
     let text = std::fs::read_to_string(path).map_err(|e| InstructError::Io {
         path: path.to_path_buf(),
@@ -128,16 +150,32 @@ pub fn read_jsonl(path: &Path, fields: &InstructFields) -> Result<Vec<InstructRo
             prompt: fields.prompt.clone(),
             response: fields.response.clone(),
         };
+        let group = match &fields.group {
+            None => None,
+            Some(name) => Some(match object.get(name) {
+                Some(serde_json::Value::String(g)) => g.clone(),
+                Some(serde_json::Value::Number(g)) => g.to_string(),
+                _ => {
+                    return Err(InstructError::MissingGroup {
+                        path: path.to_path_buf(),
+                        line: i + 1,
+                        field: name.clone(),
+                    });
+                }
+            }),
+        };
         let row = match (field(&fields.prompt), field("question"), field("answer")) {
             (Some(prompt), _, _) => InstructRow {
                 prompt: prompt.to_string(),
                 response: field(&fields.response)
                     .ok_or_else(|| missing(&fields.response, "--response-field"))?
                     .to_string(),
+                group,
             },
             (None, Some(question), Some(answer)) => InstructRow {
                 prompt: GSM8K_TEMPLATE.replace("{question}", question),
                 response: answer.to_string(),
+                group,
             },
             (None, _, _) => return Err(missing(&fields.prompt, "--prompt-field")),
         };
@@ -147,7 +185,7 @@ pub fn read_jsonl(path: &Path, fields: &InstructFields) -> Result<Vec<InstructRo
 }
 
 /// One tokenized SFT example.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SftExample {
     /// `prompt ids ++ response ids ++ [EOS]`, truncated from the right.
     pub ids: Vec<u32>,
@@ -155,6 +193,8 @@ pub struct SftExample {
     pub prompt_len: usize,
     /// The full response text (the reference of exact match).
     pub reference: String,
+    /// The row's group ([`InstructRow::group`]).
+    pub group: Option<String>,
 }
 
 impl SftExample {
@@ -245,6 +285,7 @@ impl SftTokenizer {
                 ids,
                 prompt_len,
                 reference: row.response.clone(),
+                group: row.group.clone(),
             });
         }
         Ok((examples, counts))
@@ -353,6 +394,46 @@ mod tests {
     }
 
     #[test]
+    fn a_group_field_names_each_rows_group_or_the_row_is_refused() {
+        let dir = std::env::temp_dir().join(format!("mlora-groups-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("d.jsonl");
+        std::fs::write(
+            &path,
+            "{\"question\":\"q\",\"answer\":\"a\",\"template\":91}\n\
+             {\"question\":\"q\",\"answer\":\"a\",\"template\":\"t-7\"}\n",
+        )
+        .unwrap();
+        let fields = InstructFields {
+            group: Some("template".into()),
+            ..InstructFields::default()
+        };
+        let rows = read_jsonl(&path, &fields).unwrap();
+        let groups: Vec<Option<&str>> = rows.iter().map(|r| r.group.as_deref()).collect();
+        assert_eq!(groups, [Some("91"), Some("t-7")]);
+        // without the field set, rows have no group
+        let rows = read_jsonl(&path, &InstructFields::default()).unwrap();
+        assert!(rows.iter().all(|r| r.group.is_none()));
+        for bad in ["", ",\"template\":null", ",\"template\":[1]"] {
+            std::fs::write(
+                &path,
+                format!(
+                    "{{\"question\":\"q\",\"answer\":\"a\",\"template\":1}}\n\
+                     {{\"question\":\"q\",\"answer\":\"a\"{bad}}}\n"
+                ),
+            )
+            .unwrap();
+            let e = read_jsonl(&path, &fields).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("line 2: no string or number field `template` (--group-field)"),
+                "{e}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn batches_score_only_response_tokens_and_eos() {
         let device = crate::cpu_device();
         let items = vec![
@@ -360,11 +441,13 @@ mod tests {
                 ids: vec![1, 10, 11, 20, 2],
                 prompt_len: 3,
                 reference: String::new(),
+                group: None,
             },
             SftExample {
                 ids: vec![1, 12, 21],
                 prompt_len: 2,
                 reference: String::new(),
+                group: None,
             },
         ];
         let batch = SftBatcher { pad_id: 0 }.make(&items, &device);

@@ -57,7 +57,8 @@ pub use runner::{BaseReport, RunOutcome, Runner, save_plots, write_plots};
 pub use schedule::LinearWarmupDecay;
 pub use segments::{BatchSplit, EpochEndLoader, LossTerms, Segments, StepLoader};
 pub use split_summary::{
-    OverBudget, SplitSummary, count_overlapping, majority_accuracy, overlapping, remove_overlapping,
+    GroupOverlap, OverBudget, SplitSummary, count_overlapping, majority_accuracy, overlapping,
+    remove_overlapping,
 };
 pub use task::{RankMetrics, Task, TaskData};
 pub use timing::{SplitTimes, Timed};

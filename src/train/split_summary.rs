@@ -48,6 +48,56 @@ pub struct SplitSummary {
     /// `max_new_tokens`): their generations stop before their end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub over_generation_budget: Option<OverBudget>,
+    /// The groups of the training and test rows, when the task names them
+    /// ([`Task::group`](super::Task::group)); the runner fills it in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<GroupOverlap>,
+}
+
+/// How the groups of two splits (a template's instances, one document's
+/// questions: [`Task::group`](super::Task::group)) overlap. A test row of a
+/// group that also trains is a near-duplicate of training rows: a split that
+/// shares groups measures recall of those groups, not generalisation.
+///
+/// ```
+/// use matryoshka_lora::train::GroupOverlap;
+/// let train = [Some("t1"), Some("t2"), Some("t1")];
+/// let test = [Some("t2"), Some("t3"), Some("t3")];
+/// let o = GroupOverlap::of(train.into_iter(), test.into_iter()).unwrap();
+/// assert_eq!((o.train, o.test, o.shared, o.test_rows_shared), (2, 2, 1, 1));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupOverlap {
+    /// Distinct groups among the training rows.
+    pub train: usize,
+    /// Distinct groups among the test rows.
+    pub test: usize,
+    /// Groups with rows in both splits.
+    pub shared: usize,
+    /// Test rows whose group also has training rows.
+    pub test_rows_shared: usize,
+}
+
+impl GroupOverlap {
+    /// The overlap of the rows' groups (`None` for a row without one: a
+    /// group of its own); `None` when no row names a group.
+    pub fn of<'a>(
+        train: impl Iterator<Item = Option<&'a str>>,
+        test: impl Iterator<Item = Option<&'a str>>,
+    ) -> Option<Self> {
+        let train: HashSet<&str> = train.flatten().collect();
+        let test: Vec<&str> = test.flatten().collect();
+        if train.is_empty() && test.is_empty() {
+            return None;
+        }
+        let test_groups: HashSet<&str> = test.iter().copied().collect();
+        Some(Self {
+            train: train.len(),
+            test: test_groups.len(),
+            shared: test_groups.intersection(&train).count(),
+            test_rows_shared: test.iter().filter(|g| train.contains(*g)).count(),
+        })
+    }
 }
 
 /// Test responses longer than the generation budget: greedy generation
@@ -160,6 +210,14 @@ impl SplitSummary {
             )),
             _ => {}
         }
+        if let Some(g) = self.groups.as_ref().filter(|g| g.shared > 0) {
+            out.push(format!(
+                "warning: {} of {test_rows} test rows belong to groups that also train ({} of their {} groups): \
+                 those rows are near-duplicates of training rows, so the test measures recall of \
+                 those groups more than generalisation",
+                g.test_rows_shared, g.shared, g.test
+            ));
+        }
         if let Some(over) = &self.over_generation_budget {
             out.push(format!(
                 "warning: {} of {test_rows} test responses are longer than --max-new-tokens {} \
@@ -264,5 +322,46 @@ mod tests {
         let mut kept = test.to_vec();
         assert_eq!(remove_overlapping(&train, &mut kept, key), 2);
         assert_eq!(kept, ["e", "A b"]);
+    }
+
+    #[test]
+    fn groups_shared_by_the_splits_are_counted_and_warned_of() {
+        let train = [Some("a"), Some("b"), None, Some("a")];
+        let test = [Some("b"), Some("b"), Some("c"), None];
+        let o = GroupOverlap::of(train.into_iter(), test.into_iter()).unwrap();
+        assert_eq!(
+            o,
+            GroupOverlap {
+                train: 2,
+                test: 2,
+                shared: 1,
+                test_rows_shared: 2
+            }
+        );
+        let summary = SplitSummary {
+            groups: Some(o),
+            ..SplitSummary::default()
+        };
+        let lines = summary.warnings(4);
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].starts_with(
+                "warning: 2 of 4 test rows belong to groups that also train (1 of their 2 groups)"
+            ),
+            "{}",
+            lines[0]
+        );
+        // disjoint groups: nothing to warn of; no groups at all: no overlap
+        let disjoint = GroupOverlap::of([Some("a")].into_iter(), [Some("c")].into_iter());
+        assert_eq!(disjoint.as_ref().map(|o| o.shared), Some(0));
+        let quiet = SplitSummary {
+            groups: disjoint,
+            ..SplitSummary::default()
+        };
+        assert!(quiet.warnings(1).is_empty());
+        assert_eq!(
+            GroupOverlap::of([None].into_iter(), [None].into_iter()),
+            None
+        );
     }
 }

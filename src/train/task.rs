@@ -173,6 +173,17 @@ pub trait Task {
         SplitSummary::default()
     }
 
+    /// The group `item` belongs to, when the task's data names groups (the
+    /// causal LM's `group_field`: a template, a document): rows of one group
+    /// are near-duplicates of each other. A comparison's validation split
+    /// then keeps groups whole (no group both trains and validates), and the
+    /// runner reports groups shared by the training and test rows
+    /// ([`SplitSummary::groups`]). `None` (the default): the item is a group
+    /// of its own.
+    fn group<'a>(&self, _item: &'a Self::Item) -> Option<&'a str> {
+        None
+    }
+
     /// Per-rank series derived from the others once all are computed
     /// (the causal-LM task adds `perplexity = exp(loss)`).
     fn finish_metrics(&self, _per_rank: &mut std::collections::BTreeMap<String, Vec<f64>>) {}

@@ -1,7 +1,48 @@
 //! Shared helpers for integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// Training runs in one test binary take turns: two runs training at once on
+/// the CPU backend can differ in the last bits (measured: the same seed gives
+/// other accuracies when another run trains in parallel), and the tests that
+/// hold a turn compare runs exactly or to a tolerance set by float
+/// reassociation, not by two runs sharing the cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// This test's turn to train (see [`ONE_AT_A_TIME`]); held until dropped.
+pub fn turn() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A small Rotten Tomatoes run for comparisons: the encoder truncated to 2
+/// layers, 320 training and 128 test rows, batch 16, R = 4, S = {1, 2, 4}.
+pub fn small_rt_runner(
+    method: matryoshka_lora::train::TrainMethod,
+) -> matryoshka_lora::train::Runner<matryoshka_lora::tasks::classify::ClassifyTask> {
+    use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask};
+    let mut task = ClassifyConfig::rt_protocol(assets_dir());
+    task.train_n = Some(320);
+    task.test_n = Some(128);
+    task.layers = Some(2);
+    let train = matryoshka_lora::train::TrainConfig {
+        batch: 16,
+        rank: 4,
+        ranks: vec![1, 2, 4],
+        ..Default::default()
+    }
+    .with_method(method);
+    matryoshka_lora::train::Runner::new(ClassifyTask::new(task), train)
+        .unwrap()
+        .quiet(true)
+}
+
+/// A JSON file, parsed.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
 
 /// The fetched assets (`scripts/fetch-assets.sh`), or `$MLORA_ASSETS`.
 pub fn assets_dir() -> PathBuf {
@@ -35,6 +76,18 @@ pub fn run_mlora(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stdout).to_string(),
         String::from_utf8_lossy(&output.stderr).to_string(),
     )
+}
+
+/// The real LLM, SmolLM2-135M-Instruct in GGUF Q4_1 (`scripts/fetch-llm.sh`),
+/// in `$MLORA_ASSETS` or `assets/`.
+pub fn smollm2() -> PathBuf {
+    let path = assets_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        path.is_file(),
+        "{} missing: run scripts/fetch-llm.sh first",
+        path.display()
+    );
+    path
 }
 
 /// The Rotten Tomatoes CSV.

@@ -100,6 +100,11 @@ pub struct DataOverrides {
     /// causal-lm: the JSONL response field [default: response].
     #[arg(long)]
     pub response_field: Option<String>,
+    /// causal-lm: the JSONL field naming each row's group (a template, a
+    /// document): compare's validation split keeps groups whole, and test rows
+    /// of groups that also train are reported [default: none].
+    #[arg(long, value_name = "FIELD")]
+    pub group_field: Option<String>,
     /// causal-lm: greedy generation cap for exact match (0: no generation) [default: 256].
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
@@ -245,11 +250,12 @@ pub struct RunArgs {
 /// The flags that shape a run, which `--resume` takes from the run itself
 /// (where it runs, `--backend`/`--devices`/`--strategy`/`--grad-accum`, may
 /// change: the steps are the same).
-pub const RUN_FLAGS: [&str; 37] = [
+pub const RUN_FLAGS: [&str; 38] = [
     "task",
     "base_dtype",
     "prompt_field",
     "response_field",
+    "group_field",
     "max_new_tokens",
     "gen_batch",
     "model",
@@ -317,6 +323,7 @@ impl DataOverrides {
                 vec![
                     ("--prompt-field", self.prompt_field.is_some()),
                     ("--response-field", self.response_field.is_some()),
+                    ("--group-field", self.group_field.is_some()),
                     ("--max-new-tokens", self.max_new_tokens.is_some()),
                     ("--gen-batch", self.gen_batch.is_some()),
                     ("--base-dtype", self.base_dtype.is_some()),
@@ -378,6 +385,9 @@ impl DataOverrides {
         }
         if let Some(v) = &self.response_field {
             c.response_field = v.clone();
+        }
+        if let Some(v) = &self.group_field {
+            c.group_field = Some(v.clone());
         }
         if let Some(v) = self.max_new_tokens {
             c.max_new_tokens = v;

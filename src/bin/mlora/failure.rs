@@ -46,6 +46,7 @@ pub fn flag(setting: Setting) -> &'static str {
             "max_len" => "--max-len",
             "prompt_field" => "--prompt-field",
             "response_field" => "--response-field",
+            "group_field" => "--group-field",
             "max_new_tokens" => "--max-new-tokens",
             "gen_batch" => "--gen-batch",
             "base_dtype" => "--base-dtype",

@@ -144,6 +144,7 @@ impl SyntheticLmTask {
                     ids,
                     prompt_len,
                     reference: String::new(),
+                    group: None,
                 }
             })
             .collect()

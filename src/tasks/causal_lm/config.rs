@@ -42,6 +42,11 @@ pub struct CausalLmConfig {
     /// training rows (before `test_n` is applied).
     #[serde(default)]
     pub drop_overlap: bool,
+    /// The JSONL field naming each row's group (a template, a document):
+    /// a comparison's validation split keeps groups whole, and test rows of
+    /// groups that also train are reported (`None`: rows are not grouped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_field: Option<String>,
 }
 
 impl CausalLmConfig {
@@ -64,6 +69,7 @@ impl CausalLmConfig {
             layers: None,
             base_dtype: BaseDtype::F32,
             drop_overlap: false,
+            group_field: None,
         }
     }
 }

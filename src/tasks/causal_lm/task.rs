@@ -130,6 +130,7 @@ impl CausalLmTask {
         InstructFields {
             prompt: self.config.prompt_field.clone(),
             response: self.config.response_field.clone(),
+            group: self.config.group_field.clone(),
         }
     }
 
@@ -145,6 +146,7 @@ impl CausalLmTask {
                     ..
                 } => "prompt_field",
                 InstructError::MissingField { .. } => "response_field",
+                InstructError::MissingGroup { .. } => "group_field",
                 _ => setting,
             };
             RunError::invalid(Setting::Task(setting), e)
@@ -484,6 +486,11 @@ impl Task for CausalLmTask {
             let ppl = loss.iter().map(|l| l.exp()).collect();
             per_rank.insert("perplexity".into(), ppl);
         }
+    }
+
+    /// The row's `group_field` value.
+    fn group<'a>(&self, item: &'a SftExample) -> Option<&'a str> {
+        item.group.as_deref()
     }
 
     /// Test rows whose prompt also occurs among the training rows, and test

@@ -11,6 +11,7 @@ mod method;
 mod run;
 mod select;
 mod state;
+mod validation;
 
 pub use method::CompareMethod;
 pub use run::{COMPARED_RUN, DIVERGED_RUN, SkippedRun};

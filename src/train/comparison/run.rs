@@ -210,23 +210,9 @@ impl<T: Task> Runner<T> {
                 self.unit_config(&unit, lr).validate()?;
             }
         }
-        let val_n = plan.val_n.unwrap_or((data.train.len() / 5).min(500));
         let selection = if select {
-            if val_n == 0 || val_n >= data.train.len() {
-                return Err(RunError::invalid(
-                    Setting::Task("val_n"),
-                    format!(
-                        "the validation split must leave training examples: 1..{}, got {val_n}",
-                        data.train.len()
-                    ),
-                ));
-            }
-            let cut = data.train.len() - val_n;
-            Some(TaskData {
-                train: data.train[..cut].to_vec(),
-                test: data.train[cut..].to_vec(),
-                meta: data.meta.clone(),
-            })
+            let val_n = plan.val_n.unwrap_or((data.train.len() / 5).min(500));
+            Some(self.selection_data(data, val_n)?)
         } else {
             None
         };
@@ -241,16 +227,16 @@ impl<T: Task> Runner<T> {
         if let Some(out) = out {
             self.open_comparison(out, plan, &progress)?;
         }
-        // with the learning rate chosen on the first seed: the selection's
-        // training rows, the test rows
-        let reuse = selection
-            .as_ref()
-            .filter(|_| plan.select_on_first_seed)
-            .map(|s| TaskData {
-                train: s.train.clone(),
-                test: data.test.clone(),
-                meta: data.meta.clone(),
-            });
+        // what a chosen run trained on and is tested on: the selection's
+        // training rows, the test rows (its report's `data` describes these);
+        // with the learning rate chosen on the first seed, the other seeds
+        // train on them
+        let trained = selection.as_ref().map(|s| TaskData {
+            train: s.train.clone(),
+            test: data.test.clone(),
+            meta: data.meta.clone(),
+        });
+        let reuse = trained.as_ref().filter(|_| plan.select_on_first_seed);
         let mut runs: Vec<ComparedRun> = Vec::new();
         for &head_mode in &plan.head_modes {
             for &method in &plan.methods {
@@ -271,10 +257,8 @@ impl<T: Task> Runner<T> {
                                 .collect(),
                             source: Box::new(e),
                         };
-                        let first_choice = reuse
-                            .as_ref()
-                            .filter(|_| seed != plan.seeds[0])
-                            .and_then(|reuse| {
+                        let first_choice =
+                            reuse.filter(|_| seed != plan.seeds[0]).and_then(|reuse| {
                                 runs.iter()
                                     .find(|r| {
                                         r.chosen && r.report.seed == plan.seeds[0] && unit.is_of(r)
@@ -296,7 +280,7 @@ impl<T: Task> Runner<T> {
                                 &unit,
                                 &plan.lrs,
                                 selection,
-                                data,
+                                trained.as_ref().unwrap_or(data),
                                 out,
                                 &mut progress,
                             ),

@@ -27,13 +27,14 @@ impl<T: Task> Runner<T> {
     /// its choice was made, only those train; if one beats the choice, the
     /// earlier chosen run becomes a validation record again (its saved
     /// model evaluated on the validation rows: the figures its validation
-    /// run had) and the new best is evaluated on the test rows.
+    /// run had) and the new best is evaluated on the test rows. `trained`:
+    /// the selection's training rows and the test rows.
     pub(super) fn select_unit(
         &self,
         unit: &Unit,
         lrs: &[f64],
         selection: &TaskData<T::Item, T::Meta>,
-        data: &TaskData<T::Item, T::Meta>,
+        trained: &TaskData<T::Item, T::Meta>,
         out: Option<&Path>,
         progress: &mut Progress<'_>,
     ) -> Result<Vec<ComparedRun>, RunError> {
@@ -167,7 +168,7 @@ impl<T: Task> Runner<T> {
         let config = self.unit_config(unit, lr);
         let model = match (model, &lr_dir(lr)) {
             (Some(model), _) => model,
-            (None, Some(dir)) => self.load_run_model(&dir.join(VALID_DIR), &config, data)?,
+            (None, Some(dir)) => self.load_run_model(&dir.join(VALID_DIR), &config, trained)?,
             (None, None) => {
                 return Err(RunError::Failed(
                     "the chosen validation run's model is neither in memory nor saved".into(),
@@ -175,7 +176,7 @@ impl<T: Task> Runner<T> {
             }
         };
         let validation = &validated[chosen_place].1;
-        let mut report = self.evaluate_with(config, model.clone(), data)?;
+        let mut report = self.evaluate_with(config, model.clone(), trained)?;
         report.train_steps = validation.report.train_steps;
         report.ms_per_step = validation.report.ms_per_step;
         let chosen = ComparedRun {

@@ -167,7 +167,7 @@ impl<T: Task> Runner<T> {
             peak_rss_mb: peak_rss_mb(),
             smallest_rank_within,
             task_info: self.task.describe(&data.meta),
-            data: Some(self.task.split_summary(data)).filter(|d| *d != SplitSummary::default()),
+            data: Some(self.split_summary(data)).filter(|d| *d != SplitSummary::default()),
             config: RunConfig {
                 train: config.clone(),
                 task: self.task.settings(),

@@ -11,7 +11,7 @@ use super::objective::{HeadMode, TrainMethod};
 use super::parallel::DataParallel;
 use super::progress::{ProgressRenderer, QuietRenderer};
 use super::segments::{BatchSplit, EpochEndLoader, Segments, StepLoader};
-use super::split_summary::SplitSummary;
+use super::split_summary::{GroupOverlap, SplitSummary};
 use super::task::{RankMetrics, Task, TaskData};
 use super::timing::SplitTimes;
 use crate::adapter::{ActiveRank, AdaptedModule, Injection, RankSet, Targets, aurac_both};
@@ -274,6 +274,11 @@ impl<T: Task> Runner<T> {
     }
 
     /// The step limit of [`Runner::stop_after`].
+    /// Whether progress and notes stay off the terminal ([`Runner::quiet`]).
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
     pub(crate) fn step_limit(&self) -> Option<usize> {
         self.step_limit
     }
@@ -303,7 +308,7 @@ impl<T: Task> Runner<T> {
                 "the training split is empty",
             ));
         }
-        self.task.split_summary(&data).check()?;
+        self.split_summary(&data).check()?;
         Ok(data)
     }
 
@@ -323,7 +328,18 @@ impl<T: Task> Runner<T> {
     /// What a reader of results on `data` should know (labels without test
     /// rows, test rows that also occur in training): one line each.
     pub fn data_warnings(&self, data: &TaskData<T::Item, T::Meta>) -> Vec<String> {
-        self.task.split_summary(data).warnings(data.test.len())
+        self.split_summary(data).warnings(data.test.len())
+    }
+
+    /// The task's [`Task::split_summary`] of `data`, with the overlap of the
+    /// splits' groups ([`Task::group`]) when the task names groups.
+    pub(crate) fn split_summary(&self, data: &TaskData<T::Item, T::Meta>) -> SplitSummary {
+        let mut summary = self.task.split_summary(data);
+        summary.groups = GroupOverlap::of(
+            data.train.iter().map(|i| self.task.group(i)),
+            data.test.iter().map(|i| self.task.group(i)),
+        );
+        summary
     }
 
     fn method_run(&self, method: TrainMethod) -> Result<MethodRun, RunError> {
