@@ -1,8 +1,9 @@
 //! Adapters as artifacts: merge into a base model, export to PEFT and to
 //! llama.cpp, import from PEFT (the subcommands `merge`, `export`, `import`).
 
-use super::args::{EvalDataArgs, OutArgs, PrintArgs, TaskKind};
+use super::args::{OutArgs, PrintArgs};
 use super::commands::{prepared, with_out};
+use super::data_args::{EvalDataArgs, TaskKind};
 use super::failure::{Failure, bad};
 use super::output::DataSummary;
 use matryoshka_lora::io::{

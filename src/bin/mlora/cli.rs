@@ -2,6 +2,7 @@
 //! flags (the flags shared by several commands are in `args`).
 
 use super::args::*;
+use super::data_args::{EvalDataArgs, TaskKind};
 use super::failure::{Failure, bad};
 use clap::{Args, Parser, Subcommand};
 use matryoshka_lora::BackendKind;

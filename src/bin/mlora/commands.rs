@@ -1,10 +1,9 @@
 //! One function per subcommand: settings from the flags, the library's
 //! runner and artifact functions, printing.
 
-use super::args::{
-    EvalDataArgs, OutArgs, ParallelArgs, PrintArgs, RunArgs, TaskKind, check_sampled_flags,
-};
+use super::args::{OutArgs, ParallelArgs, PrintArgs, RunArgs, check_sampled_flags};
 use super::cli::{BenchLlmArgs, BenchRtArgs};
+use super::data_args::{EvalDataArgs, TaskKind};
 use super::failure::{Failure, bad, stopped};
 use super::output::{DataSummary, print_data};
 use burn::train::Interrupter;

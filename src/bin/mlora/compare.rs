@@ -1,8 +1,9 @@
 //! `mlora compare`: one run per method, or a comparison over runs (seeds,
 //! learning rates, head modes, the rank grid), resumable.
 
-use super::args::{DEFAULTS, OutArgs, PrintArgs, RunArgs, TaskKind, check_sampled_flags};
+use super::args::{DEFAULTS, OutArgs, PrintArgs, RunArgs, check_sampled_flags};
 use super::commands::{prepared, stop_on_ctrl_c, with_out};
+use super::data_args::TaskKind;
 use super::failure::{Failure, bad, compare_stopped, stopped};
 use super::output::{DataSummary, print_comparison};
 use matryoshka_lora::tasks::causal_lm::{CausalLmConfig, CausalLmTask};

@@ -4,15 +4,16 @@
 //! plot rank-accuracy curves.
 //!
 //! A thin layer over the library: clap definitions and the flag-to-settings
-//! mapping (`args`), errors back to flags and exit codes (`failure`), one
-//! function per subcommand (`commands`; `artifacts` for merge, export and
-//! import; `memory`), printing (`output`).
+//! mapping (`args`; the data flags in `data_args`), errors back to flags and
+//! exit codes (`failure`), one function per subcommand (`commands`;
+//! `artifacts` for merge, export and import; `memory`), printing (`output`).
 
 mod args;
 mod artifacts;
 mod cli;
 mod commands;
 mod compare;
+mod data_args;
 mod failure;
 mod memory;
 mod output;
