@@ -43,8 +43,12 @@ EOF
 fi
 
 # The folder the bundler checks and cubecl-llvm reads `bin/llvm-config` from.
+# Nothing there is rewritten when it is already right: the bundler's build script
+# reruns when the marker changes, and with it the whole CUDA chain (~10 min).
 mkdir -p "$TRACEL/bin"
-ln -sfn "$CACHE/venv/bin/llvm-config" "$TRACEL/bin/llvm-config"
+if [[ "$(readlink "$TRACEL/bin/llvm-config" || true)" != "$CACHE/venv/bin/llvm-config" ]]; then
+  ln -sfn "$CACHE/venv/bin/llvm-config" "$TRACEL/bin/llvm-config"
+fi
 version="$("$TRACEL/bin/llvm-config" --version)"
 case "$version" in
   23.*) ;;
@@ -54,7 +58,7 @@ if ! "$TRACEL/bin/llvm-config" --targets-built | grep -qw NVPTX; then
   echo "setup-cuda-build: the installed LLVM lacks the NVPTX target" >&2
   exit 1
 fi
-touch "$TRACEL/.tracel-llvm-installed"
+[[ -e "$TRACEL/.tracel-llvm-installed" ]] || touch "$TRACEL/.tracel-llvm-installed"
 
 echo "setup-cuda-build: LLVM $version (targets: $("$TRACEL/bin/llvm-config" --targets-built)) ready in $TRACEL" >&2
 echo "# nothing to export: the build finds LLVM through $TRACEL"
