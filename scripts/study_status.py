@@ -11,16 +11,34 @@ validation run waiting for its method's choice) or diverged.json. Per method:
 runs finished / planned, and the training work in LoRA-run equivalents (a
 step of matryoshka-exact runs |S| passes, matryoshka-sampled m), which is what
 the training time left scales with (each run's evaluation adds about the same
-share whatever its method).
+share whatever its method). With finished runs, their times (report.json:
+training and evaluation seconds) and the time left at their pace (a method
+with no finished run yet: the first method's, scaled by its passes per step).
 """
 import json
 import os
+import statistics
 import sys
 
 
 def finished(lr_dir):
     return any(os.path.isfile(os.path.join(lr_dir, f))
                for f in ("compared.json", "diverged.json", os.path.join(".valid", "compared.json")))
+
+
+def run_seconds(method_dir):
+    """(training s, evaluation s) of every finished run under a method's
+    directory, from its report.json (a validation run's included)."""
+    found = []
+    for root, _, files in os.walk(method_dir):
+        if "report.json" in files and finished(root if "compared.json" in files or "diverged.json" in files
+                                               else os.path.dirname(root)):
+            try:
+                r = json.load(open(os.path.join(root, "report.json")))
+                found.append((r["ms_per_step"] * r["train_steps"] / 1000, r.get("eval_seconds") or 0.0))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+    return found
 
 
 def unit_dirs(out, method, head_modes, seed, ranks):
@@ -71,8 +89,28 @@ def status(out):
     where = "done" if os.path.isfile(os.path.join(out, "compare.json")) else "running or stopped"
     print(f"{out}: {where}; work {total_done:.0f} / {total_all:.0f} LoRA-run equivalents "
           f"({100 * total_done / max(total_all, 1):.0f} %)")
+    times = {method: run_seconds(os.path.join(out, method)) for method, *_ in rows}
+    base = times.get("lora") or next((t for t in times.values() if t), [])
+    spent = left = 0.0
     for method, done, planned, w in rows:
-        print(f"  {method:20} {done:3} / {planned:3} runs (x{w})")
+        own = times[method]
+        spent += sum(t + e for t, e in own)
+        per_run = None
+        if own:
+            per_run = statistics.fmean(t + e for t, e in own)
+        elif base:
+            # no run of this method finished yet: the first method's pace, its
+            # training scaled by the method's passes per step (a grid run
+            # evaluates its own rank only)
+            e_share = 1 / len(ranks) if method == "lora-grid" else 1
+            per_run = statistics.fmean(w * t + e * e_share for t, e in base)
+        if per_run is not None:
+            left += (planned - done) * per_run
+        pace = f", {per_run / 60:.1f} min per run" + ("" if own else " (estimated)") if per_run else ""
+        print(f"  {method:20} {done:3} / {planned:3} runs (x{w}){pace}")
+    if spent:
+        print(f"  time: {spent / 3600:.1f} h in the finished runs (training + evaluation); "
+              f"about {left / 3600:.1f} h left at their pace")
 
 
 def main():
