@@ -77,6 +77,37 @@ pub(crate) fn exp(x: f32) -> f32 {
     er * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
+/// Below this, `exp` underflows to `+0` in `f32` (`e^-104` is under half
+/// the smallest subnormal, `2^-150`): the correctly rounded result, and
+/// what libm returns, through its errno-setting underflow path.
+const EXP_UNDERFLOW: f32 = -110.0;
+
+/// Softmax of one row, `out = exp(x - max x) / Σ exp(x - max x)`, with the
+/// `exp` of libm (the standard library's `f32::exp`) summed in index order:
+/// bit for bit what burn-flex's fused softmax computes, except that an
+/// `exp` that underflows to `+0` is not called. Masked attention adds a
+/// large finite negative (`-1e9`) to every forbidden score, so about half of
+/// a causal row underflows; libm sends each of those through its slow
+/// underflow path (errno and all), which took ~10 % of a SmolLM2 training
+/// step on the CPU (`xflowf` in a profile).
+#[inline]
+pub(crate) fn softmax_row(x: &[f32], out: &mut [f32]) {
+    let max = x
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    let mut sum = 0.0f32;
+    for (o, &v) in out.iter_mut().zip(x) {
+        let z = v - max;
+        let e = if z < EXP_UNDERFLOW { 0.0 } else { z.exp() };
+        *o = e;
+        sum += e;
+    }
+    let inv = 1.0 / sum;
+    for o in out.iter_mut() {
+        *o *= inv;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +127,24 @@ mod tests {
         assert!(
             worst < 3.0 * f32::EPSILON as f64,
             "max relative error {worst}"
+        );
+    }
+
+    #[test]
+    fn skipped_exps_are_the_ones_libm_rounds_to_zero() {
+        // every f32 from the threshold down to -1e9 (a masked score) gives +0
+        let mut x = EXP_UNDERFLOW;
+        while x > -1e9 {
+            assert_eq!(x.exp().to_bits(), 0, "exp({x})");
+            x = f32::from_bits(x.to_bits() + 4096).min(x * 1.0001);
+        }
+        assert_eq!(f32::NEG_INFINITY.exp().to_bits(), 0);
+        let mut out = [0.0; 5];
+        softmax_row(&[0.0, -1e9, 1.0, f32::NEG_INFINITY, -120.0], &mut out);
+        let total = 1.0 + std::f32::consts::E;
+        assert_eq!(
+            out,
+            [1.0 / total, 0.0, std::f32::consts::E / total, 0.0, 0.0]
         );
     }
 

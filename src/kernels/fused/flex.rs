@@ -1,6 +1,7 @@
-//! [`HostFusedBackend`] on flex: the softmax and LayerNorm backward passes as
-//! one row-parallel pass over host memory (the forward passes are flex's own
-//! fused kernels, the trait's defaults).
+//! [`HostFusedBackend`] on flex: the softmax, cross-entropy and SwiGLU
+//! passes and the LayerNorm backward pass as one row-parallel pass over host
+//! memory each (the LayerNorm forward is flex's own fused kernel, the
+//! trait's default).
 
 use super::extension::{
     HostFusedBackend, cross_entropy_backward_from_ops, cross_entropy_forward_from_ops,
@@ -159,6 +160,30 @@ impl HostFusedBackend for Flex {
                 }
             });
         (tensor(d_gate, shape.clone()), tensor(d_up, shape))
+    }
+
+    fn fused_softmax(x: FlexTensor) -> FlexTensor {
+        let last = x.shape().num_dims().saturating_sub(1);
+        let Some(xc) = f32_values(&x) else {
+            use burn::backend::ops::ActivationOps;
+            return Flex::softmax(x, last);
+        };
+        let shape = x.shape();
+        let len = shape[last];
+        if len == 0 {
+            return xc;
+        }
+        let xs: &[f32] = xc.storage();
+        let mut out = vec![0.0f32; xs.len()];
+        let step = rows_per_task(len) * len;
+        out.par_chunks_mut(step)
+            .zip(xs.par_chunks(step))
+            .for_each(|(o, x)| {
+                for (o, x) in o.chunks_mut(len).zip(x.chunks(len)) {
+                    host::softmax_row(x, o);
+                }
+            });
+        tensor(out, shape)
     }
 
     fn fused_softmax_backward(y: FlexTensor, grad: FlexTensor) -> FlexTensor {

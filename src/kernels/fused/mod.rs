@@ -175,6 +175,34 @@ mod tests {
         }
     }
 
+    /// flex's softmax through [`softmax_last`] is flex's own, bit for bit,
+    /// on masked attention scores (the underflowing `exp`s it skips are `+0`).
+    #[cfg(feature = "flex")]
+    #[test]
+    fn softmax_on_flex_is_flexs_own_bit_for_bit_on_masked_scores() {
+        let device = BackendKind::Flex.device().unwrap();
+        let [b, h, t] = [2, 3, 70];
+        let scores = Tensor::<4>::random([b, h, t, t], Distribution::Normal(0.0, 3.0), &device);
+        let key_mask = Tensor::<2, Int>::from_data(
+            TensorData::new(
+                (0..b * t)
+                    .map(|i| i64::from(i % t >= 5))
+                    .collect::<Vec<_>>(),
+                [b, t],
+            ),
+            &device,
+        );
+        let bias = crate::models::llama::attention_bias(key_mask, t);
+        let x = scores + bias;
+        for x in [x.clone(), x.clone().slice([0..1, 0..1, 0..7, 0..t])] {
+            let dims = x.dims();
+            let ours = softmax_last(x.clone()).into_data();
+            let flex = burn::tensor::activation::softmax(x, 3).into_data();
+            let bits = |d: TensorData| -> Vec<u32> { d.iter::<f32>().map(f32::to_bits).collect() };
+            assert_eq!(bits(ours), bits(flex), "{dims:?}");
+        }
+    }
+
     #[test]
     fn layer_norm_matches_burn_in_value_and_all_gradients() {
         for device in cpu_devices() {
