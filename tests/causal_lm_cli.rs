@@ -583,4 +583,22 @@ fn cli_compare_validates_on_whole_groups() {
     // resumed, the same
     let again = json_of(&["compare", "--resume", &out_s, "--json"]);
     assert_eq!(again["summary"], printed["summary"]);
+    // without --json, a line per run read back (the rejected learning
+    // rate's, the chosen one's) with the comparison's progress: 2 learning
+    // rates x 1 seed of plain LoRA, all finished
+    let (code, _, stderr) = common::run_mlora(&["compare", "--resume", &out_s]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("AURAC log2"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].contains("on valid [1/2 LoRA-run equivalents, about "),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].ends_with("(chosen) [2/2 LoRA-run equivalents, about 0 min left]"),
+        "{stderr}"
+    );
 }

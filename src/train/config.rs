@@ -135,6 +135,29 @@ impl TrainConfig {
     /// Ranks `matryoshka-sampled` draws per step when not told.
     pub const DEFAULT_RANK_SAMPLES: usize = 2;
 
+    /// Forward and backward passes of the network per training step:
+    /// `|S|` for `matryoshka-exact`, `m` (`rank_samples`, at most `|S|`) for
+    /// `matryoshka-sampled`, 1 for the one-pass methods. A step's cost
+    /// scales with it (BENCHMARKS.md, "Step cost per method").
+    ///
+    /// ```
+    /// use matryoshka_lora::train::{TrainConfig, TrainMethod};
+    /// let c = TrainConfig::default().with_max_rank(32).unwrap(); // S = {1, 2, ..., 32}
+    /// assert_eq!(c.clone().with_method(TrainMethod::MatryoshkaExact).passes_per_step(), 6);
+    /// assert_eq!(c.clone().with_method(TrainMethod::MatryoshkaSampled).passes_per_step(), 2);
+    /// assert_eq!(c.with_method(TrainMethod::Matryoshka).passes_per_step(), 1);
+    /// ```
+    pub fn passes_per_step(&self) -> usize {
+        match self.method {
+            TrainMethod::MatryoshkaExact => self.ranks.len().max(1),
+            TrainMethod::MatryoshkaSampled => self
+                .rank_samples
+                .unwrap_or(Self::DEFAULT_RANK_SAMPLES)
+                .clamp(1, self.ranks.len().max(1)),
+            _ => 1,
+        }
+    }
+
     /// With maximum rank `R` and `S` the powers of two up to `R` (the
     /// reference's rank set). Errors on `R = 0`.
     pub fn with_max_rank(mut self, rank: usize) -> Result<Self, RunError> {

@@ -36,8 +36,8 @@ mod timing;
 
 pub use checkpointing::{AdapterStateCheckpointer, TRAINING_DIR, TrainingState, last_checkpoint};
 pub use comparison::{
-    COMPARE_STATE, COMPARED_RUN, CompareMethod, ComparePlan, CompareState, ComparedRun, Comparison,
-    DIVERGED_RUN, MethodSummary, PairSummary, SeriesSummary, SkippedRun,
+    COMPARE_STATE, COMPARED_RUN, CompareMethod, ComparePlan, CompareProgress, CompareState,
+    ComparedRun, Comparison, DIVERGED_RUN, MethodSummary, PairSummary, SeriesSummary, SkippedRun,
 };
 pub use config::TrainConfig;
 pub use error::{BoxError, RunError, Setting};

@@ -9,7 +9,8 @@ use super::output::{DataSummary, print_comparison};
 use matryoshka_lora::tasks::causal_lm::{CausalLmConfig, CausalLmTask};
 use matryoshka_lora::tasks::classify::{ClassifyConfig, ClassifyTask};
 use matryoshka_lora::train::{
-    COMPARE_STATE, CompareMethod, ComparePlan, CompareState, Runner, Task, TaskData, TrainMethod,
+    COMPARE_STATE, CompareMethod, ComparePlan, CompareProgress, CompareState, Runner, Task,
+    TaskData, TrainMethod,
 };
 use std::path::Path;
 use std::time::Instant;
@@ -215,8 +216,10 @@ where
     with_out(out, || {
         let started = Instant::now();
         let data = prepared(&runner, quiet, true)?;
+        let mut progress = CompareProgress::new(&plan, runner.config());
         let comparison = runner
             .compare_seeds(&plan, &data, out.out.as_deref(), |r| {
+                progress.record(r);
                 if !quiet {
                     let rank = if r.grid {
                         format!(", rank {}", r.report.config.train.rank)
@@ -224,7 +227,7 @@ where
                         String::new()
                     };
                     eprintln!(
-                        "{} ({}), seed {}{rank}, lr {}: AURAC log2 {:.2}% on {}{}",
+                        "{} ({}), seed {}{rank}, lr {}: AURAC log2 {:.2}% on {}{} [{}]",
                         r.compare_method(),
                         r.report.head_mode,
                         r.report.seed,
@@ -235,7 +238,8 @@ where
                             " (chosen)"
                         } else {
                             ""
-                        }
+                        },
+                        progress.describe()
                     );
                 }
             })

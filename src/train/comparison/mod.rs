@@ -8,12 +8,14 @@
 //! ([`Runner::compare_seeds`](super::Runner::compare_seeds)).
 
 mod method;
+mod progress;
 mod run;
 mod select;
 mod state;
 mod validation;
 
 pub use method::CompareMethod;
+pub use progress::CompareProgress;
 pub use run::{COMPARED_RUN, DIVERGED_RUN, SkippedRun};
 pub use state::{COMPARE_STATE, CompareState};
 
