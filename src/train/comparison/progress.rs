@@ -1,7 +1,8 @@
 //! How far a comparison has got and about how long it has left, from the
 //! runs it has finished (or read back when it resumes): the training work in
 //! LoRA-run equivalents (a run of a method with `p` passes per step counts
-//! `p`), and the time left at the finished runs' pace.
+//! `p`), the evaluations (per rank evaluated), and the time left at the
+//! finished runs' pace.
 
 use super::{ComparePlan, ComparedRun};
 use crate::train::TrainConfig;
@@ -14,9 +15,11 @@ use std::collections::HashSet;
 /// counts its method's [`TrainConfig::passes_per_step`] (`matryoshka-exact`
 /// over six ranks: 6); a chosen run evaluated on the test rows after its
 /// validation run adds evaluation time but no work. The time left is the
-/// work left at the pace of the finished runs (their reports' training and
-/// evaluation seconds per unit of work), so a resumed comparison estimates
-/// from the runs it read back.
+/// work left at the finished runs' training pace (their reports' training
+/// seconds per unit of work) plus the evaluations left at their evaluation
+/// pace (seconds per rank evaluated: a grid run evaluates one rank, the
+/// others all of `S`), so a resumed comparison estimates from the runs it
+/// read back.
 ///
 /// ```
 /// use matryoshka_lora::train::{CompareMethod, ComparePlan, CompareProgress, TrainConfig, TrainMethod};
@@ -39,7 +42,11 @@ use std::collections::HashSet;
 pub struct CompareProgress {
     total: f64,
     done: f64,
-    seconds: f64,
+    train_seconds: f64,
+    /// Ranks to evaluate in all (each evaluation of a run counts its ranks).
+    evals: f64,
+    evals_done: f64,
+    eval_seconds: f64,
     /// The training runs counted so far.
     trained: HashSet<String>,
 }
@@ -49,32 +56,35 @@ impl CompareProgress {
     /// settings (ranks, rank samples) and each method's own.
     pub fn new(plan: &ComparePlan, config: &TrainConfig) -> Self {
         let select = plan.lrs.len() > 1;
-        let mut total = 0.0;
+        let (mut total, mut evals) = (0.0, 0.0);
         for _ in &plan.head_modes {
             for method in &plan.methods {
                 let passes = config
                     .clone()
                     .with_method(method.train_method())
                     .passes_per_step() as f64;
-                let units = if method.is_grid() {
-                    config.ranks.len()
+                // a grid unit per rank, each evaluated at its own rank
+                let (units, ranks) = if method.is_grid() {
+                    (config.ranks.len(), 1)
                 } else {
-                    1
+                    (1, config.ranks.len())
                 };
                 for i in 0..plan.seeds.len() {
-                    let runs = if select && plan.select_on_first_seed && i > 0 {
-                        1
-                    } else {
-                        plan.lrs.len()
-                    };
+                    let chooses = select && (i == 0 || !plan.select_on_first_seed);
+                    let runs = if chooses { plan.lrs.len() } else { 1 };
                     total += (units * runs) as f64 * passes;
+                    // every run evaluated once, the chosen one again on the test rows
+                    evals += (units * (runs + usize::from(chooses)) * ranks) as f64;
                 }
             }
         }
         Self {
             total,
             done: 0.0,
-            seconds: 0.0,
+            train_seconds: 0.0,
+            evals,
+            evals_done: 0.0,
+            eval_seconds: 0.0,
             trained: HashSet::new(),
         }
     }
@@ -95,12 +105,19 @@ impl CompareProgress {
             if run.grid { train.rank } else { 0 },
             train.lr.to_bits()
         );
+        let ranks = run.report.ranks.len() as f64;
         if self.trained.insert(key) {
             self.done += train.passes_per_step() as f64;
-            self.seconds += run.train_seconds() + run.report.eval_seconds;
-        } else {
-            self.seconds += run.report.eval_seconds;
+            self.train_seconds += run.train_seconds();
+            if run.split == "test" && run.val_aurac_log2.is_some() {
+                // read back without its validation evaluation: count that
+                // one too, at this one's time
+                self.evals_done += ranks;
+                self.eval_seconds += run.report.eval_seconds;
+            }
         }
+        self.evals_done += ranks;
+        self.eval_seconds += run.report.eval_seconds;
     }
 
     /// The plan's work, in LoRA-run equivalents.
@@ -113,10 +130,20 @@ impl CompareProgress {
         self.done
     }
 
-    /// The work left at the recorded runs' pace (seconds per unit of work);
-    /// `None` before any work is recorded.
+    /// The training work left at the recorded runs' training pace (seconds
+    /// per unit of work) plus the evaluations left at their evaluation pace
+    /// (seconds per rank evaluated); `None` before any work is recorded.
     pub fn seconds_left(&self) -> Option<f64> {
-        (self.done > 0.0).then(|| (self.total - self.done).max(0.0) * self.seconds / self.done)
+        if self.done <= 0.0 {
+            return None;
+        }
+        let training = (self.total - self.done).max(0.0) * self.train_seconds / self.done;
+        let evaluation = if self.evals_done > 0.0 {
+            (self.evals - self.evals_done).max(0.0) * self.eval_seconds / self.evals_done
+        } else {
+            0.0
+        };
+        Some(training + evaluation)
     }
 
     /// `27/119 LoRA-run equivalents, about 5.7 h left` (minutes under an hour).
@@ -197,15 +224,18 @@ mod tests {
         p.record(&run(&lora, 1e-3, "valid", Some(70.0)));
         p.record(&run(&lora, 3e-3, "valid", Some(69.0)));
         assert_eq!(p.done(), 2.0);
-        // 2 x (60 s training + 40 s evaluation) for 2 units: 100 s per unit, 18 left
-        assert_eq!(p.seconds_left(), Some(1800.0));
-        assert_eq!(p.describe(), "2/20 LoRA-run equivalents, about 30 min left");
-        // the chosen run's test evaluation: time, no work
+        // training: 60 s per unit, 18 units left; evaluation: 40 s per 4
+        // ranks, of 2 x 2 x (2 + 1) x 4 = 48 ranks 8 evaluated
+        assert_eq!(p.seconds_left(), Some(18.0 * 60.0 + 40.0 * 10.0));
+        assert_eq!(p.describe(), "2/20 LoRA-run equivalents, about 25 min left");
+        // the chosen run's test evaluation: its time, no work
         p.record(&run(&lora, 1e-3, "test", Some(70.0)));
         assert_eq!(p.done(), 2.0);
-        assert_eq!(p.seconds_left(), Some(18.0 * 240.0 / 2.0));
+        assert_eq!(p.seconds_left(), Some(18.0 * 60.0 + 36.0 * 10.0));
+        // an exact run: 4 passes, 240 s of training
         p.record(&run(&exact, 1e-3, "valid", Some(60.0)));
         assert_eq!(p.done(), 6.0);
+        assert_eq!(p.seconds_left(), Some(14.0 * 60.0 + 32.0 * 10.0));
         assert!(
             p.describe()
                 .starts_with("6/20 LoRA-run equivalents, about ")
@@ -233,6 +263,8 @@ mod tests {
         p.record(&run(&config, 3e-3, "valid", Some(69.0)));
         p.record(&run(&config, 1e-3, "test", Some(70.0)));
         assert_eq!(p.done(), 2.0);
+        // training done but the second seed's; its 4 ranks' evaluation left
+        assert_eq!(p.seconds_left(), Some(60.0 + 4.0 * 10.0));
         // the second seed, trained once with the first seed's choice
         let seed2 = TrainConfig { seed: 2, ..config };
         p.record(&run(&seed2, 1e-3, "test", None));
