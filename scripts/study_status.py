@@ -31,8 +31,9 @@ def run_seconds(method_dir):
     directory, from its report.json (a validation run's included)."""
     found = []
     for root, _, files in os.walk(method_dir):
-        if "report.json" in files and finished(root if "compared.json" in files or "diverged.json" in files
-                                               else os.path.dirname(root)):
+        # a finished run's directory (a validation run's `.valid` included)
+        # holds its compared.json beside its report.json
+        if "report.json" in files and "compared.json" in files:
             try:
                 r = json.load(open(os.path.join(root, "report.json")))
                 found.append((r["ms_per_step"] * r["train_steps"] / 1000, r.get("eval_seconds") or 0.0))
