@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// How adapters are trained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TrainMethod {
     /// Plain LoRA at rank `R` (evaluated truncated at every rank).
@@ -111,7 +111,7 @@ impl FromStr for TrainMethod {
 }
 
 /// How the classification head is trained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum HeadMode {
     /// Head and adapters train together (the PyTorch yardstick's default).

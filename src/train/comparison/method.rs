@@ -23,7 +23,7 @@ use std::str::FromStr;
 /// assert_eq!(m, CompareMethod::Train(TrainMethod::Matryoshka));
 /// assert_eq!(m.to_string(), "matryoshka");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum CompareMethod {
     /// One run of this method.

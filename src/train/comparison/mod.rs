@@ -12,6 +12,7 @@ mod progress;
 mod run;
 mod select;
 mod state;
+mod unit;
 mod validation;
 
 pub use method::CompareMethod;

@@ -4,6 +4,7 @@
 //! `p`), the evaluations (per rank evaluated), and the time left at the
 //! finished runs' pace.
 
+use super::unit::Unit;
 use super::{ComparePlan, ComparedRun};
 use crate::train::TrainConfig;
 use std::collections::HashSet;
@@ -48,35 +49,27 @@ pub struct CompareProgress {
     evals_done: f64,
     eval_seconds: f64,
     /// The training runs counted so far.
-    trained: HashSet<String>,
+    trained: HashSet<(Unit, u64)>,
 }
 
 impl CompareProgress {
     /// No run finished yet of `plan`, whose runs train with `config`'s
     /// settings (ranks, rank samples) and each method's own.
     pub fn new(plan: &ComparePlan, config: &TrainConfig) -> Self {
-        let select = plan.lrs.len() > 1;
         let (mut total, mut evals) = (0.0, 0.0);
-        for _ in &plan.head_modes {
-            for method in &plan.methods {
-                let passes = config
-                    .clone()
-                    .with_method(method.train_method())
-                    .passes_per_step() as f64;
-                // a grid unit per rank, each evaluated at its own rank
-                let (units, ranks) = if method.is_grid() {
-                    (config.ranks.len(), 1)
-                } else {
-                    (1, config.ranks.len())
-                };
-                for i in 0..plan.seeds.len() {
-                    let chooses = select && (i == 0 || !plan.select_on_first_seed);
-                    let runs = if chooses { plan.lrs.len() } else { 1 };
-                    total += (units * runs) as f64 * passes;
-                    // every run evaluated once, the chosen one again on the test rows
-                    evals += (units * (runs + usize::from(chooses)) * ranks) as f64;
-                }
-            }
+        for unit in plan.units(&config.ranks) {
+            let chooses = plan.chooses_lr(unit.seed);
+            let runs = if chooses { plan.lrs.len() } else { 1 };
+            let passes = unit.config(config, config.lr).passes_per_step();
+            // a grid unit is evaluated at its own rank, the others at all of S
+            let ranks = if unit.rank.is_some() {
+                1
+            } else {
+                config.ranks.len()
+            };
+            total += (runs * passes) as f64;
+            // every run evaluated once, the chosen one again on the test rows
+            evals += ((runs + usize::from(chooses)) * ranks) as f64;
         }
         Self {
             total,
@@ -97,14 +90,7 @@ impl CompareProgress {
     /// resumes comes without its validation report, and counts its training.
     pub fn record(&mut self, run: &ComparedRun) {
         let train = &run.report.config.train;
-        let key = format!(
-            "{} {:?} {} {} {}",
-            run.compare_method(),
-            run.report.head_mode,
-            run.report.seed,
-            if run.grid { train.rank } else { 0 },
-            train.lr.to_bits()
-        );
+        let key = (Unit::of_run(run), train.lr.to_bits());
         let ranks = run.report.ranks.len() as f64;
         if self.trained.insert(key) {
             self.done += train.passes_per_step() as f64;

@@ -19,6 +19,7 @@
 
 use super::select::remove_superseded;
 use super::state::{COMPARE_STATE, CompareState, Resumed};
+use super::unit::Unit;
 use super::{CompareMethod, ComparePlan, ComparedRun, Comparison};
 use crate::io::{read_json_if_exists, write_atomic};
 use crate::report::RunConfig;
@@ -30,7 +31,7 @@ use crate::train::objective::HeadMode;
 use crate::train::runner::{RunCheckpoints, Runner, StepLimit, write_plots};
 use crate::train::task::{Task, TaskData};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A finished run's [`ComparedRun`], in its directory.
 pub const COMPARED_RUN: &str = "compared.json";
@@ -68,48 +69,6 @@ fn diverged(e: &RunError) -> bool {
         e,
         RunError::Fit(FitError::Diverged { .. } | FitError::NonFiniteEvalLoss { .. })
     )
-}
-
-/// One training configuration of a comparison: a method (one `k` of the
-/// grid), a head mode and a seed, over the plan's learning rates.
-pub(super) struct Unit {
-    pub(super) method: CompareMethod,
-    head_mode: HeadMode,
-    seed: u64,
-    /// The grid's `k`.
-    rank: Option<usize>,
-}
-
-impl Unit {
-    pub(super) fn dir(&self, out: &Path) -> PathBuf {
-        let head = match self.head_mode {
-            HeadMode::Joint => String::new(),
-            other => format!("-{other}"),
-        };
-        let dir = out
-            .join(format!("{}{head}", self.method))
-            .join(format!("seed-{}", self.seed));
-        match self.rank {
-            Some(k) => dir.join(format!("rank-{k}")),
-            None => dir,
-        }
-    }
-
-    /// Whether `run` is of this unit's method, head mode (and grid rank),
-    /// whatever its seed.
-    fn is_of(&self, run: &ComparedRun) -> bool {
-        run.compare_method() == self.method
-            && run.report.head_mode == self.head_mode
-            && self.rank.is_none_or(|k| run.report.config.train.rank == k)
-    }
-
-    fn label(&self) -> String {
-        let rank = self.rank.map(|k| format!(", rank {k}")).unwrap_or_default();
-        format!(
-            "{} ({}), seed {}{rank}",
-            self.method, self.head_mode, self.seed
-        )
-    }
 }
 
 pub(super) fn lr_name(lr: f64) -> String {
@@ -205,9 +164,10 @@ impl<T: Task> Runner<T> {
             ));
         }
         // Every run's settings are checked before any training.
-        for unit in self.units(plan, plan.seeds[0]) {
+        let units = plan.units(&self.config().ranks);
+        for unit in &units {
             for &lr in &plan.lrs {
-                self.unit_config(&unit, lr).validate()?;
+                unit.config(self.config(), lr).validate()?;
             }
         }
         let selection = if select {
@@ -238,58 +198,48 @@ impl<T: Task> Runner<T> {
         });
         let reuse = trained.as_ref().filter(|_| plan.select_on_first_seed);
         let mut runs: Vec<ComparedRun> = Vec::new();
-        for &head_mode in &plan.head_modes {
-            for &method in &plan.methods {
-                for &seed in &plan.seeds {
-                    for unit in self.units_of(method, head_mode, seed) {
-                        let fail = |e: RunError, kept: &[ComparedRun]| RunError::Comparison {
-                            failed: unit.label(),
-                            kept: kept
-                                .iter()
-                                .map(|r| {
-                                    format!(
-                                        "{} seed {} lr {}",
-                                        r.compare_method(),
-                                        r.report.seed,
-                                        r.report.config.train.lr
-                                    )
-                                })
-                                .collect(),
-                            source: Box::new(e),
-                        };
-                        let first_choice =
-                            reuse.filter(|_| seed != plan.seeds[0]).and_then(|reuse| {
-                                runs.iter()
-                                    .find(|r| {
-                                        r.chosen && r.report.seed == plan.seeds[0] && unit.is_of(r)
-                                    })
-                                    .map(|r| (reuse, r.report.config.train.lr))
-                            });
-                        let done = match (&selection, first_choice) {
-                            (_, Some((reuse, lr))) => {
-                                if let Some(out) = out {
-                                    remove_superseded(&unit.dir(out), lr)
-                                        .map_err(|e| fail(e, &runs))?;
-                                }
-                                self.run_unit(&unit, lr, reuse, out, &mut progress)
-                            }
-                            (None, _) => {
-                                self.run_unit(&unit, plan.lrs[0], data, out, &mut progress)
-                            }
-                            (Some(selection), None) => self.select_unit(
-                                &unit,
-                                &plan.lrs,
-                                selection,
-                                trained.as_ref().unwrap_or(data),
-                                out,
-                                &mut progress,
-                            ),
-                        }
-                        .map_err(|e| fail(e, &runs))?;
-                        runs.extend(done);
+        for unit in &units {
+            let fail = |e: RunError, kept: &[ComparedRun]| RunError::Comparison {
+                failed: unit.label(),
+                kept: kept
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} seed {} lr {}",
+                            r.compare_method(),
+                            r.report.seed,
+                            r.report.config.train.lr
+                        )
+                    })
+                    .collect(),
+                source: Box::new(e),
+            };
+            let first_choice = reuse
+                .filter(|_| !plan.chooses_lr(unit.seed))
+                .and_then(|reuse| {
+                    runs.iter()
+                        .find(|r| r.chosen && r.report.seed == plan.seeds[0] && unit.is_of(r))
+                        .map(|r| (reuse, r.report.config.train.lr))
+                });
+            let done = match (&selection, first_choice) {
+                (_, Some((reuse, lr))) => {
+                    if let Some(out) = out {
+                        remove_superseded(&unit.dir(out), lr).map_err(|e| fail(e, &runs))?;
                     }
+                    self.run_unit(unit, lr, reuse, out, &mut progress)
                 }
+                (None, _) => self.run_unit(unit, plan.lrs[0], data, out, &mut progress),
+                (Some(selection), None) => self.select_unit(
+                    unit,
+                    &plan.lrs,
+                    selection,
+                    trained.as_ref().unwrap_or(data),
+                    out,
+                    &mut progress,
+                ),
             }
+            .map_err(|e| fail(e, &runs))?;
+            runs.extend(done);
         }
         let mut comparison = Comparison::from_runs(plan.clone(), runs, self.report_tolerance());
         comparison.skipped = progress.skipped;
@@ -300,49 +250,6 @@ impl<T: Task> Runner<T> {
             })?;
         }
         Ok(comparison)
-    }
-
-    /// The units of `method`: one, or one per rank of `S` for the grid.
-    fn units_of(&self, method: CompareMethod, head_mode: HeadMode, seed: u64) -> Vec<Unit> {
-        let unit = |rank| Unit {
-            method,
-            head_mode,
-            seed,
-            rank,
-        };
-        if method.is_grid() {
-            self.config().ranks.iter().map(|&k| unit(Some(k))).collect()
-        } else {
-            vec![unit(None)]
-        }
-    }
-
-    fn units(&self, plan: &ComparePlan, seed: u64) -> Vec<Unit> {
-        let mut units = Vec::new();
-        for &head_mode in &plan.head_modes {
-            for &method in &plan.methods {
-                units.extend(self.units_of(method, head_mode, seed));
-            }
-        }
-        units
-    }
-
-    /// The settings of `unit` at learning rate `lr`.
-    pub(super) fn unit_config(&self, unit: &Unit, lr: f64) -> TrainConfig {
-        let mut config = TrainConfig {
-            head_mode: unit.head_mode,
-            seed: unit.seed,
-            lr,
-            ..self
-                .config()
-                .clone()
-                .with_method(unit.method.train_method())
-        };
-        if let Some(k) = unit.rank {
-            config.rank = k;
-            config.ranks = vec![k];
-        }
-        config
     }
 
     /// Records the comparison's settings in `out`, or checks them when it
@@ -443,7 +350,7 @@ impl<T: Task> Runner<T> {
             dir,
             record,
         } = attempt;
-        let config = self.unit_config(unit, lr);
+        let config = unit.config(self.config(), lr);
         match self.train_unit_run(config, data, dir, progress) {
             Ok(outcome) => Ok(Some(outcome)),
             Err(e) if diverged(&e) => {

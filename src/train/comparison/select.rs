@@ -2,9 +2,8 @@
 //! rows, resumable, and re-made when the grid was widened after the choice.
 
 use super::ComparedRun;
-use super::run::{
-    Attempt, Progress, Unit, VALID_DIR, lr_name, read_compared, read_skipped, write_json,
-};
+use super::run::{Attempt, Progress, VALID_DIR, lr_name, read_compared, read_skipped, write_json};
+use super::unit::Unit;
 use crate::train::error::RunError;
 use crate::train::runner::Runner;
 use crate::train::task::{Task, TaskData};
@@ -148,7 +147,7 @@ impl<T: Task> Runner<T> {
                 let dir = lr_dir(lr).ok_or_else(|| {
                     RunError::Failed("a chosen run read back has no directory".into())
                 })?;
-                let config = self.unit_config(unit, lr);
+                let config = unit.config(self.config(), lr);
                 let model = self.load_run_model(&dir, &config, selection)?;
                 let mut report = self.evaluate_with(config, model, selection)?;
                 report.train_steps = old.report.train_steps;
@@ -165,7 +164,7 @@ impl<T: Task> Runner<T> {
             None => None,
         };
         let lr = lrs[chosen_at];
-        let config = self.unit_config(unit, lr);
+        let config = unit.config(self.config(), lr);
         let model = match (model, &lr_dir(lr)) {
             (Some(model), _) => model,
             (None, Some(dir)) => self.load_run_model(&dir.join(VALID_DIR), &config, trained)?,
