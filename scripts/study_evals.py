@@ -3,12 +3,16 @@
 `originals` part): the chosen seed-1 adapters of a comparison, each evaluated
 by `mlora eval --adapter RUN --out DIR` into DIR/<method>/seed-1/[rank-<k>/]lr-<lr>/.
 
-Usage: scripts/study_evals.py DIR [--base base.json] [--series exact_match,token_accuracy,loss]
+Usage: scripts/study_evals.py DIR|SAVED.json [--base base.json] [--series exact_match,token_accuracy,loss]
+                              [--save SAVED.json]
 
 Per series, a rank x method table (the grid's column assembled from its
 rank-k runs, each at its own rank), AURAC (log2) of each column, the base
 model's figure beside them (from `mlora eval --json` of the base), and the
-share of generations cut by the token limit. Only the standard library.
+share of generations cut by the token limit. `--save` writes the figures it
+read (per method: the learning rates, per rank every per-rank series) to a
+JSON file that can stand in for DIR, so the tables can be committed with
+their data (benches/results/) without the runs. Only the standard library.
 """
 
 import argparse
@@ -40,15 +44,38 @@ def columns(root):
     return out
 
 
+def load(source):
+    """The columns of DIR (its runs' report.json files), or of a --save file."""
+    if os.path.isfile(source):
+        with open(source) as f:
+            saved = json.load(f)["columns"]
+        return {
+            m: (set(c["lrs"]), {int(k): v for k, v in c["ranks"].items()})
+            for m, c in saved.items()
+        }
+    return columns(source)
+
+
+def save(cols, path):
+    """Writes the columns as `{"columns": {method: {"lrs", "ranks"}}}`."""
+    saved = {m: {"lrs": sorted(lrs), "ranks": {str(k): v for k, v in sorted(ranks.items())}} for m, (lrs, ranks) in cols.items()}
+    with open(path, "w") as f:
+        json.dump({"columns": saved}, f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("dir")
+    ap.add_argument("dir", help="the evaluations' directory, or a file written by --save")
     ap.add_argument("--base", help="`mlora eval --json` of the base model on the same rows")
     ap.add_argument("--series", default="exact_match,token_accuracy,loss,cut_generations")
+    ap.add_argument("--save", help="also write the figures read to this JSON file")
     args = ap.parse_args()
-    cols = columns(args.dir)
+    cols = load(args.dir)
     if not cols:
         raise SystemExit(f"{args.dir}: no report.json under <method>/seed-*/")
+    if args.save:
+        save(cols, args.save)
     methods = [m for m in ORDER if m in cols] + sorted(m for m in cols if m not in ORDER)
     base = None
     if args.base:

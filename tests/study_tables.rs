@@ -4,40 +4,49 @@
 //! summary's, its gaps to the grid and their 95 % t-intervals the
 //! summary's `gap_to_grid` and `pairs`.
 
+mod common;
+
 use matryoshka_lora::train::Comparison;
 use std::path::Path;
 use std::process::Command;
 
 const CHAIN: &str = "benches/results/llm_chain_2026-12-04.json";
 
-/// The arguments of every `` `python3 scripts/study_tables.py ... --readme ...` ``
-/// command README names (a command may wrap over lines).
-fn readme_table_commands(readme: &str) -> Vec<Vec<String>> {
+/// The arguments of every `` `python3 scripts/<name> ...` `` command README
+/// names inline (a command may wrap over lines).
+fn readme_commands(readme: &str, name: &str) -> Vec<Vec<String>> {
     readme
-        .split("`python3 scripts/study_tables.py ")
+        .split(&format!("`python3 scripts/{name} "))
         .skip(1)
         .filter_map(|rest| rest.split('`').next())
-        .map(|command| {
-            command
-                .split_whitespace()
-                .map(String::from)
-                .collect::<Vec<_>>()
-        })
+        .map(|command| command.split_whitespace().map(String::from).collect())
+        .collect()
+}
+
+/// README's `study_tables.py --readme` commands: its study tables.
+fn readme_table_commands(readme: &str) -> Vec<Vec<String>> {
+    readme_commands(readme, "study_tables.py")
+        .into_iter()
         .filter(|args| args.iter().any(|a| a == "--readme"))
         .collect()
 }
 
 /// The script's output for `args`, run from the crate's root.
 fn study_table(args: &[String]) -> String {
+    script("study_tables.py", args)
+}
+
+/// `scripts/<name>`'s output for `args`, run from the crate's root.
+fn script(name: &str, args: &[String]) -> String {
     let out = Command::new("python3")
-        .arg("scripts/study_tables.py")
+        .arg(Path::new("scripts").join(name))
         .args(args)
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
         .output()
         .expect("python3 runs (the study scripts need it)");
     assert!(
         out.status.success(),
-        "study_tables.py {args:?}: {}",
+        "{name} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("UTF-8 output")
@@ -68,6 +77,17 @@ fn readme_holds_the_scripts_tables_of_the_committed_results() {
         assert!(
             readme.contains(table.trim_end()),
             "README's table for {args:?} is not the script's output; paste it:\n{table}"
+        );
+    }
+    // the evaluations' tables README shows from committed `--save` files
+    for args in readme_commands(readme, "study_evals.py") {
+        if !args[0].ends_with(".json") {
+            continue; // a study's directory, not committed
+        }
+        let table = script("study_evals.py", &args);
+        assert!(
+            readme.contains(table.trim()),
+            "README's table for study_evals.py {args:?} is not the script's output:\n{table}"
         );
     }
 }
@@ -122,4 +142,54 @@ fn the_scripts_figures_are_the_crates_summary() {
         .filter(|c| c.starts_with("**"))
         .collect();
     assert_eq!(bold, vec!["**43.6 ± 0.3**"]);
+}
+
+/// Writes an evaluation's `report.json` (what `mlora eval --out` writes, the
+/// fields the script reads) into `dir`.
+fn eval_report(dir: &Path, lr: f64, ranks: &[usize], exact_match: &[f64], loss: &[f64]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let report = serde_json::json!({
+        "ranks": ranks, "exact_match": exact_match, "loss": loss, "config": {"lr": lr},
+    });
+    std::fs::write(dir.join("report.json"), report.to_string()).unwrap();
+}
+
+#[test]
+fn study_evals_assembles_the_grid_per_rank_and_reads_back_what_it_saves() {
+    let tmp = common::temp_dir("study-evals");
+    let evals = tmp.join("originals");
+    let lora = evals.join("lora/seed-1/lr-1e-2");
+    eval_report(
+        &lora,
+        1e-2,
+        &[1, 2, 4],
+        &[10.0, 20.0, 40.0],
+        &[1.5, 1.25, 1.0],
+    );
+    for (k, em) in [(1, 30.0), (2, 35.0), (4, 50.0)] {
+        let run = evals.join(format!("lora-grid/seed-1/rank-{k}/lr-1e-3"));
+        eval_report(&run, 1e-3, &[k], &[em], &[2.0]);
+    }
+    let saved = tmp.join("saved.json");
+    let args = |source: &Path, save: bool| {
+        let mut args = vec![
+            source.display().to_string(),
+            "--series".into(),
+            "exact_match,loss".into(),
+        ];
+        if save {
+            args.extend(["--save".into(), saved.display().to_string()]);
+        }
+        args
+    };
+    let table = script("study_evals.py", &args(&evals, true));
+    let lines: Vec<&str> = table.lines().filter(|l| l.starts_with("| ")).collect();
+    assert_eq!(lines[0], "| k | lora (0.01) | lora-grid (0.001) |");
+    assert_eq!(lines[1], "| 1 | 10.0 | 30.0 |");
+    assert_eq!(lines[3], "| 4 | 40.0 | 50.0 |");
+    // AURAC (log2): (10 + 20) / 2 and (20 + 40) / 2 over two octaves: 22.5;
+    // the grid's (30 + 35) / 2 and (35 + 50) / 2: 37.5
+    assert_eq!(lines[4], "| AURAC | 22.5 | 37.5 |");
+    assert_eq!(lines[6], "| 1 | 1.500 | 2.000 |");
+    assert_eq!(script("study_evals.py", &args(&saved, false)), table);
 }
