@@ -16,12 +16,13 @@
 #
 # Usage: scripts/llm-study.sh [OUT]   (default: runs/llm-study)
 # Env:   MLORA (the binary; default: target/release/mlora, built if missing),
-#        ASSETS (default: assets), STUDY_PARTS (default: "base chain gsm originals").
+#        ASSETS (default: assets), STUDY_PARTS (default: "base chain gsm originals report";
+#        report writes the tables of the finished parts: $OUT/chain.md, gsm.md, originals.md, ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-runs/llm-study}"
 assets="${ASSETS:-assets}"
-parts="${STUDY_PARTS:-base chain gsm originals}"
+parts="${STUDY_PARTS:-base chain gsm originals report}"
 model="$assets/SmolLM2-135M-Instruct.Q4_1.gguf"
 math="$assets/math"
 [ -f "$model" ] || scripts/fetch-llm.sh "$assets"
@@ -119,6 +120,31 @@ main() {
             "$mlora" eval --adapter "$run" "${test[@]}" \
               --max-len 512 --max-new-tokens 256 --out "$dest" --quiet 2>>"$out/originals.log"
           done
+        done
+        ;;
+      report)
+        # what README shows, from the parts that have finished: per comparison
+        # $out/NAME.md (the compact table, then every series' table, the gaps,
+        # costs and verdicts; the plot is $out/NAME/curve.svg), per extra
+        # evaluation $out/WHAT.md and its figures in $out/WHAT.json
+        for name in chain gsm; do
+          [ -f "$out/$name/compare.json" ] || continue
+          metric=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["summary"][0]["metric"])' \
+            "$out/$name/compare.json")
+          also=loss
+          [ "$metric" = exact_match ] && also=token_accuracy,loss
+          {
+            python3 scripts/study_tables.py "$out/$name/compare.json" --base "$out/base/$name.json" \
+              --readme "$metric" --also "$also"
+            python3 scripts/study_tables.py "$out/$name/compare.json" --base "$out/base/$name.json"
+          } > "$out/$name.md"
+          echo "study: $name's tables in $out/$name.md"
+        done
+        for what in originals gsm-generated; do
+          [ -d "$out/$what" ] || continue
+          python3 scripts/study_evals.py "$out/$what" --base "$out/base/$what.json" \
+            --save "$out/$what.json" > "$out/$what.md"
+          echo "study: $what's tables in $out/$what.md"
         done
         ;;
       *) echo "study: unknown part $part" >&2; exit 2 ;;
