@@ -67,8 +67,10 @@ base() {
   mv "$dest.part" "$dest"
 }
 
-# The whole run is one function, read before it starts: editing this file
-# while a study runs does not change (or break) the running study.
+# The whole run is one function, read before it starts, and called on the
+# file's last line together with `exit` (bash reads a line whole before running
+# it, and reads on from its old offset in the file after each line): editing
+# this file while a study runs does not change (or break) the running study.
 main() {
   for part in $parts; do
     case "$part" in
@@ -152,5 +154,4 @@ main() {
   done
   echo "study: $parts done ($(date -u +%FT%TZ))"
 }
-main
-exit
+main; exit
