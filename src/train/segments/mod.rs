@@ -81,7 +81,7 @@ impl Segments {
 /// Step `s`'s batch (rows `[s B, (s + 1) B)` of the epoch's order) is cut
 /// into `workers * micro_batches` contiguous pieces as even as the rows
 /// allow; worker `k` trains on pieces `k * micro_batches ..` in turn, each a
-/// [`TrainShard`] weighted by its share of the step's loss terms. A piece
+/// [`TrainShard`](crate::train::TrainShard) weighted by its share of the step's loss terms. A piece
 /// left without rows (the last, short batch of an epoch, cut finer than it
 /// has rows) holds a copy of the step's first row with weight 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
