@@ -20,6 +20,8 @@ import os
 import statistics
 import sys
 
+from study_tables import lr_text
+
 
 def finished(lr_dir):
     return any(os.path.isfile(os.path.join(lr_dir, f))
@@ -54,10 +56,7 @@ def unit_dirs(out, method, head_modes, seed, ranks):
 
 
 def lr_name(lr):
-    # Rust's `{:e}`: 0.0003 -> 3e-4, 0.01 -> 1e-2
-    mantissa, exponent = f"{lr:e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
-    return f"lr-{mantissa}e{int(exponent)}"
+    return f"lr-{lr_text(lr)}"
 
 
 def status(out):

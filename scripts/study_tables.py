@@ -84,7 +84,9 @@ def fmt(name, x):
 
 def lr_text(x):
     """1e-2, 3e-4: a learning rate as README writes it."""
-    mantissa, exponent = f"{x:.0e}".split("e")
+    # Rust's `{:e}` (the runs' directory names): 0.0003 -> 3e-4, 0.0025 -> 2.5e-3
+    mantissa, exponent = f"{x:e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
     return f"{mantissa}e{int(exponent)}"
 
 
