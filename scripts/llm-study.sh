@@ -116,11 +116,12 @@ main() {
             mkdir -p "$(dirname "$dest")"
             echo "study: $what of $run"
             case "$what" in
-              originals) test=(--test-data "$math/gsm8k_originals_test.jsonl") ;;
+              originals) test=(--test-data "$math/gsm8k_originals_test.jsonl" --test-n 20) ;;
               *) test=(--test-data "$math/gsm_test.jsonl" --test-n 20) ;;
             esac
             "$mlora" eval --adapter "$run" "${test[@]}" \
-              --max-len 512 --max-new-tokens 256 --out "$dest" --quiet 2>>"$out/originals.log"
+              --max-len 512 --max-new-tokens 256 --out "$dest" --quiet 2>>"$out/originals.log" ||
+              { echo "study: $what of $run failed (the error is at the end of $out/originals.log)" >&2; exit 1; }
           done
         done
         ;;

@@ -353,6 +353,24 @@ fn generating_runs_write_their_generations() {
         "--quiet",
     ]);
     check(&again);
+    // another test file: all its rows, not the run's saved --test-n (8)
+    let other = dir.join("other.jsonl");
+    let all = std::fs::read_to_string(fixture("arith.jsonl")).unwrap();
+    let last: Vec<&str> = all.lines().rev().take(5).collect();
+    std::fs::write(&other, last.join("\n") + "\n").unwrap();
+    let elsewhere = dir.join("elsewhere");
+    json_of(&[
+        "eval",
+        "--adapter",
+        &run.display().to_string(),
+        "--test-data",
+        &other.display().to_string(),
+        "--out",
+        &elsewhere.display().to_string(),
+        "--quiet",
+    ]);
+    let text = std::fs::read_to_string(elsewhere.join("generations.jsonl")).unwrap();
+    assert_eq!(text.lines().count(), 5 * 3, "5 test rows x 3 ranks");
 }
 
 #[test]

@@ -10,7 +10,10 @@ use matryoshka_lora::train::Comparison;
 use std::path::Path;
 use std::process::Command;
 
+/// The committed chain part of the LLM study.
 const CHAIN: &str = "benches/results/llm_chain_2026-12-04.json";
+/// The committed gsm part of the LLM study.
+const GSM: &str = "benches/results/llm_gsm_2026-12-05.json";
 
 /// The arguments of every `` `python3 scripts/<name> ...` `` command README
 /// names inline (a command may wrap over lines).
@@ -67,10 +70,12 @@ fn row<'a>(table: &'a str, label: &str) -> Vec<&'a str> {
 fn readme_holds_the_scripts_tables_of_the_committed_results() {
     let readme = include_str!("../README.md");
     let commands = readme_table_commands(readme);
-    assert!(
-        commands.iter().any(|args| args.iter().any(|a| a == CHAIN)),
-        "README names no study table of {CHAIN}: {commands:?}"
-    );
+    for part in [CHAIN, GSM] {
+        assert!(
+            commands.iter().any(|args| args.iter().any(|a| a == part)),
+            "README names no study table of {part}: {commands:?}"
+        );
+    }
     for args in &commands {
         let table = study_table(args);
         assert!(table.lines().count() > 8, "{args:?} gave\n{table}");

@@ -81,7 +81,8 @@ pub struct DataOverrides {
     /// First N train rows (default: 4000 for the default RT data, else all).
     #[arg(long)]
     pub train_n: Option<usize>,
-    /// First N test rows (default: 1000 for the default RT data, else all).
+    /// First N test rows (default: 1000 for the default RT data, else all;
+    /// with --test-data, all of that file's rows, also for `eval --adapter`).
     #[arg(long)]
     pub test_n: Option<usize>,
     /// Truncate to this many tokens [default: classify 48 (the RT protocol's), causal-lm 512].
@@ -155,6 +156,9 @@ impl DataOverrides {
     ) {
         if self.test_data.is_some() {
             *test_data = self.test_data.clone();
+            // a count defaulted for (or saved with) another test split does
+            // not carry over to a new file: without --test-n, all its rows
+            *test_n = None;
         }
         if let Some(v) = self.test_every {
             *test_every = v;
