@@ -20,7 +20,7 @@ import glob
 import json
 import os
 
-from study_tables import aurac_log2
+from study_tables import aurac_log2, lr_text
 
 ORDER = ["lora", "dylora", "matryoshka", "matryoshka-sampled", "matryoshka-exact", "lora-grid"]
 
@@ -86,7 +86,7 @@ def main():
         if not any(name in cols[m][1].get(k, {}) for m in methods for k in ranks):
             continue
         head = ["k"] + (["base"] if base else []) + [
-            f"{m} ({', '.join(f'{lr:g}' for lr in sorted(cols[m][0]))})" for m in methods
+            f"{m} (lr {', '.join(lr_text(lr) for lr in sorted(cols[m][0]))})" for m in methods
         ]
         print(f"\n{name} (seed 1)\n")
         print("| " + " | ".join(head) + " |")

@@ -189,7 +189,7 @@ fn study_evals_assembles_the_grid_per_rank_and_reads_back_what_it_saves() {
     };
     let table = script("study_evals.py", &args(&evals, true));
     let lines: Vec<&str> = table.lines().filter(|l| l.starts_with("| ")).collect();
-    assert_eq!(lines[0], "| k | lora (0.01) | lora-grid (0.001) |");
+    assert_eq!(lines[0], "| k | lora (lr 1e-2) | lora-grid (lr 1e-3) |");
     assert_eq!(lines[1], "| 1 | 10.0 | 30.0 |");
     assert_eq!(lines[3], "| 4 | 40.0 | 50.0 |");
     // AURAC (log2): (10 + 20) / 2 and (20 + 40) / 2 over two octaves: 22.5;
