@@ -12,7 +12,8 @@
 #
 # Resumable: run it again after a stop (Ctrl-C, a kill, the end of a sitting) and
 # it goes on where it stopped (`mlora compare --resume`); a finished part is
-# not redone. About 13.5 hours on 2 cores (README "On a real LLM" says what was measured).
+# not redone. Measured on 2 cores (AMD EPYC): 11.5 hours in the runs (chain 3.2,
+# gsm 7.6, originals 0.8; README "On a real LLM").
 #
 # Usage: scripts/llm-study.sh [OUT]   (default: runs/llm-study)
 # Env:   MLORA (the binary; default: target/release/mlora, built if missing),
