@@ -5,7 +5,9 @@ Usage: python3 scripts/study_status.py DIR [DIR ...]
        python3 scripts/study_status.py runs/llm-study      # every part under it
 
 DIR is an `mlora compare --out` directory (it holds compare-plan.json), or a
-directory whose subdirectories are. A training run is finished when its
+directory whose subdirectories are (the LLM study's: its evaluation parts,
+`mlora eval --out` directories under <method>/seed-*/, are counted too, and
+the hours of all parts added up). A training run is finished when its
 learning rate's directory holds compared.json (or .valid/compared.json, a
 validation run waiting for its method's choice) or diverged.json. Per method:
 runs finished / planned, and the training work in LoRA-run equivalents (a
@@ -111,6 +113,23 @@ def status(out):
     if spent:
         print(f"  time: {spent / 3600:.1f} h in the finished runs (training + evaluation); "
               f"about {left / 3600:.1f} h left at their pace")
+    return spent
+
+
+def evaluations(out):
+    """Seconds of the `mlora eval --out` runs under OUT/<method>/seed-*/
+    (their report.json's evaluation time); None when there are none."""
+    found = []
+    for root, _, files in os.walk(out):
+        if "report.json" in files and "compared.json" not in files:
+            try:
+                found.append(json.load(open(os.path.join(root, "report.json"))).get("eval_seconds") or 0.0)
+            except (OSError, ValueError, AttributeError):
+                continue
+    if not found:
+        return None
+    print(f"{out}: {len(found)} evaluations finished, {sum(found) / 3600:.2f} h")
+    return sum(found)
 
 
 def main():
@@ -121,13 +140,16 @@ def main():
         if os.path.isfile(os.path.join(arg, "compare-plan.json")):
             status(arg)
             continue
-        parts = sorted(d for d in os.listdir(arg)
-                       if os.path.isfile(os.path.join(arg, d, "compare-plan.json")))
+        subdirs = sorted(d for d in os.listdir(arg) if os.path.isdir(os.path.join(arg, d)))
+        parts = [d for d in subdirs if os.path.isfile(os.path.join(arg, d, "compare-plan.json"))]
         if not parts:
             print(f"{arg}: no comparison here (no compare-plan.json)", file=sys.stderr)
             return 1
-        for d in parts:
-            status(os.path.join(arg, d))
+        total = sum(status(os.path.join(arg, d)) for d in parts)
+        for d in subdirs:
+            if d not in parts and d != "base":
+                total += evaluations(os.path.join(arg, d)) or 0.0
+        print(f"{arg}: {total / 3600:.2f} h in all finished runs and evaluations")
     return 0
 
 

@@ -2,7 +2,8 @@
 //! committed results (`benches/results/`), and that script's figures are
 //! the crate's own: its AURAC and per-rank means are the comparison
 //! summary's, its gaps to the grid and their 95 % t-intervals the
-//! summary's `gap_to_grid` and `pairs`.
+//! summary's `gap_to_grid` and `pairs`; `study_evals.py` and
+//! `study_status.py` read a study's directories right.
 
 mod common;
 
@@ -197,4 +198,55 @@ fn study_evals_assembles_the_grid_per_rank_and_reads_back_what_it_saves() {
     assert_eq!(lines[4], "| AURAC | 22.5 | 37.5 |");
     assert_eq!(lines[6], "| 1 | 1.500 | 2.000 |");
     assert_eq!(script("study_evals.py", &args(&saved, false)), table);
+}
+
+/// `study_status.py STUDY` counts a comparison part's runs and an evaluation
+/// part's `mlora eval --out` runs, and adds up their hours.
+#[test]
+fn study_status_counts_comparisons_and_evaluations() {
+    let study = common::temp_dir("study-status");
+    let write = |path: &Path, value: serde_json::Value| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, value.to_string()).unwrap();
+    };
+    let plan = serde_json::json!({
+        "plan": {"lrs": [1e-3, 1e-2], "seeds": [1], "methods": ["lora", "matryoshka-exact"]},
+        "config": {"ranks": [1, 2, 4]},
+    });
+    write(&study.join("gsm/compare-plan.json"), plan);
+    // lora's two runs finished (36 s of training + 18 s of evaluation each),
+    // matryoshka-exact's not started: 2 of 2 + 3 x 2 LoRA-run equivalents
+    for lr in ["1e-3", "1e-2"] {
+        let run = study.join(format!("gsm/lora/seed-1/lr-{lr}"));
+        write(
+            &run.join("report.json"),
+            serde_json::json!({"ms_per_step": 1000.0, "train_steps": 36, "eval_seconds": 18.0}),
+        );
+        write(&run.join("compared.json"), serde_json::json!({}));
+    }
+    // an evaluation part: two `mlora eval --out` runs of 90 s each
+    for method in ["lora", "lora-grid/seed-1/rank-2"] {
+        write(
+            &study.join(format!("originals/{method}/seed-1/lr-1e-3/report.json")),
+            serde_json::json!({"eval_seconds": 90.0}),
+        );
+    }
+    let text = script("study_status.py", &[study.display().to_string()]);
+    assert!(
+        text.contains("work 2 / 8 LoRA-run equivalents (25 %)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lora                   2 /   2 runs (x1), 0.9 min per run"),
+        "{text}"
+    );
+    assert!(
+        text.contains("originals: 2 evaluations finished, 0.05 h"),
+        "{text}"
+    );
+    // 2 x 54 s + 2 x 90 s = 288 s
+    assert!(
+        text.contains(": 0.08 h in all finished runs and evaluations"),
+        "{text}"
+    );
 }
