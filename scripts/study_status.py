@@ -147,7 +147,7 @@ def main():
             return 1
         total = sum(status(os.path.join(arg, d)) for d in parts)
         for d in subdirs:
-            if d not in parts and d != "base":
+            if d not in parts:
                 total += evaluations(os.path.join(arg, d)) or 0.0
         print(f"{arg}: {total / 3600:.2f} h in all finished runs and evaluations")
     return 0

@@ -53,6 +53,14 @@ def interval(ds):
     return m, (m - half, m + half)
 
 
+def gaps(own, ref, ranks):
+    """Per rank (of `ranks` ranks), the mean of `own - ref` over the seeds
+    both have, with its 95 % t-interval (`interval`), or None without a
+    common seed; `own` and `ref` as `per_seed_series` returns them."""
+    common = [seed for seed in own if seed in ref]
+    return [interval([own[seed][i] - ref[seed][i] for seed in common]) if common else None for i in range(ranks)]
+
+
 def per_seed_series(c, entry, name):
     """{seed: [value per rank]} of series `name` for a summary entry."""
     grid = entry["method"] == "lora-grid"
@@ -133,20 +141,21 @@ def readme_table(c, base, name, also):
         at, label = (len(ranks) - 1, f"{n} at k = {ranks[-1]}") if n in LOWER_IS_BETTER else (None, f"{n} AURAC")
         lines.append(f"| {label} | {base_cell(n)} | " + " | ".join(cell(s["method"], n, at)[0] for s in summary) + " |")
     if grid:
-        grid_seeds = series["lora-grid"][name]
+        d = 3 if name in LOWER_IS_BETTER else 1
+        per_method = {
+            s["method"]: gaps(series[s["method"]][name], series["lora-grid"][name], len(ranks)) for s in summary if s is not grid
+        }
         for i, k in enumerate(ranks):
             cells = []
             for s in summary:
                 if s is grid:
                     cells.append("")
                     continue
-                own = series[s["method"]][name]
-                ds = [own[seed][i] - grid_seeds[seed][i] for seed in own if seed in grid_seeds]
-                if not ds:
+                gap = per_method[s["method"]]
+                if gap[i] is None:
                     cells.append("-")
                     continue
-                m, ci = interval(ds)
-                d = 3 if name in LOWER_IS_BETTER else 1
+                m, ci = gap[i]
                 cells.append(f"{m:+.{d}f}" + (f" [{ci[0]:+.{d}f}, {ci[1]:+.{d}f}]" if ci else ""))
             lines.append(f"| gap to grid, k = {k} | | " + " | ".join(cells) + " |")
     costs = []
@@ -201,13 +210,17 @@ def main():
         metric = grid["metric"]
         print(f"\n**gap to the grid** ({metric}, method - lora-grid, mean over seeds [95 % t-interval])\n")
         others = [s for s in summary if s is not grid]
+        ref = per_seed_series(c, grid, metric)
+        per_method = [gaps(per_seed_series(c, s, metric), ref, len(ranks)) for s in others]
         print("| rank | " + " | ".join(s["method"] for s in others) + " |")
         print("|" + "---:|" * (len(others) + 1))
         for i, k in enumerate(ranks):
             cells = []
-            for s in others:
-                ds = [s["curves"][j][i] - grid["curves"][j][i] for j in range(len(s["seeds"]))]
-                m, ci = interval(ds)
+            for gap in per_method:
+                if gap[i] is None:
+                    cells.append("-")
+                    continue
+                m, ci = gap[i]
                 cells.append(f"{m:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else f"{m:+.2f}")
             print(f"| {k} | " + " | ".join(cells) + " |")
         print("\n| method | train s (all runs) | vs grid | lr chosen |")

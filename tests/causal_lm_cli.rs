@@ -343,15 +343,15 @@ fn generating_runs_write_their_generations() {
         assert!(manifest.contains("generations.jsonl"), "{manifest}");
     };
     check(&run);
+    // `mlora eval --adapter RUN --out OUT --quiet` plus `extra`
+    let eval_into = |out: &std::path::Path, extra: &[&str]| {
+        let (run, out) = (run.display().to_string(), out.display().to_string());
+        let mut args = vec!["eval", "--adapter", &run, "--out", &out, "--quiet"];
+        args.extend_from_slice(extra);
+        json_of(&args);
+    };
     let again = dir.join("again");
-    json_of(&[
-        "eval",
-        "--adapter",
-        &run.display().to_string(),
-        "--out",
-        &again.display().to_string(),
-        "--quiet",
-    ]);
+    eval_into(&again, &[]);
     check(&again);
     // another test file: all its rows, not the run's saved --test-n (8)
     let other = dir.join("other.jsonl");
@@ -359,16 +359,7 @@ fn generating_runs_write_their_generations() {
     let last: Vec<&str> = all.lines().rev().take(5).collect();
     std::fs::write(&other, last.join("\n") + "\n").unwrap();
     let elsewhere = dir.join("elsewhere");
-    json_of(&[
-        "eval",
-        "--adapter",
-        &run.display().to_string(),
-        "--test-data",
-        &other.display().to_string(),
-        "--out",
-        &elsewhere.display().to_string(),
-        "--quiet",
-    ]);
+    eval_into(&elsewhere, &["--test-data", &other.display().to_string()]);
     let text = std::fs::read_to_string(elsewhere.join("generations.jsonl")).unwrap();
     assert_eq!(text.lines().count(), 5 * 3, "5 test rows x 3 ranks");
 }
